@@ -1,0 +1,444 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Protocol bytes: the first byte of every connection to a node's port.
+const (
+	// protoRaft is followed by a 2-byte big-endian length and the Raft
+	// group's name; the rest of the stream belongs to hashicorp/raft.
+	protoRaft byte = 'R'
+	// protoClient is followed by client RPC frames (see frame.go).
+	protoClient byte = 'C'
+)
+
+const (
+	// headerTimeout bounds reading a connection's protocol header, so idle
+	// or slow connections cannot pin goroutines.
+	headerTimeout = 5 * time.Second
+	// writeTimeout bounds writing one response frame, so a client that
+	// stops reading cannot block the handlers of its connection forever.
+	writeTimeout = 30 * time.Second
+	// maxInFlight bounds concurrent requests per client connection. When it
+	// is reached the server stops reading that connection, which pushes
+	// back on the client through TCP flow control.
+	maxInFlight = 256
+	// maxAcceptDelay caps the back-off after a failed Accept (e.g. EMFILE).
+	maxAcceptDelay = time.Second
+)
+
+// ErrMuxClosed is returned by operations on a closed Mux.
+var ErrMuxClosed = errors.New("transport: mux closed")
+
+// Config configures a Mux.
+type Config struct {
+	// Addr is the TCP address to listen on, e.g. "127.0.0.12:7071". Its
+	// host, when it is a specific IP, is also the source address of every
+	// outgoing Raft connection (see LocalHost).
+	Addr string
+	// MaxFrameBytes bounds client RPC frames in both directions; <= 0 means
+	// DefaultMaxFrameBytes.
+	MaxFrameBytes int
+	// Logger receives connection-level problems; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves one client RPC. body is the request's raw msgpack value;
+// the returned value is msgpack-encoded as the response body. An error that
+// is (or wraps) a *Error goes back to the client as is; any other error is
+// sent as ErrUnknown with its text. ctx is cancelled when the client's
+// connection or the Mux closes. The handler may keep body.
+type Handler func(ctx context.Context, method Method, body []byte) (any, error)
+
+// Mux owns a node's single TCP port. It routes each incoming connection by
+// its first byte to a Raft group's stream layer or to the client RPC server.
+type Mux struct {
+	ln        net.Listener
+	maxFrame  int
+	log       *slog.Logger
+	localHost string
+	// headerTimeout is a field so tests can shorten it.
+	headerTimeout time.Duration
+
+	// ctx is the parent of every handler's context; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	serving bool
+	groups  map[string]*RaftLayer
+	// conns holds every open connection (client and Raft, accepted and
+	// dialled), keyed by the raw net.Conn, so Close can close them all.
+	conns map[net.Conn]struct{}
+
+	// wg counts per-connection goroutines; Close waits for them.
+	wg sync.WaitGroup
+}
+
+// Listen opens the node's port. Call Serve to start accepting connections.
+func Listen(cfg Config) (*Mux, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.Addr, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	maxFrame := cfg.MaxFrameBytes
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrameBytes
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mux{
+		ln:            ln,
+		maxFrame:      maxFrame,
+		log:           log.With("component", "transport", "addr", ln.Addr().String()),
+		localHost:     hostOf(ln.Addr()),
+		headerTimeout: headerTimeout,
+		ctx:           ctx,
+		cancel:        cancel,
+		groups:        make(map[string]*RaftLayer),
+		conns:         make(map[net.Conn]struct{}),
+	}
+	return m, nil
+}
+
+// hostOf returns the IP a listener is bound to, or "" when it listens on
+// every address.
+func hostOf(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || ta.IP == nil || ta.IP.IsUnspecified() {
+		return ""
+	}
+	return ta.AddrPort().Addr().Unmap().String()
+}
+
+// Addr returns the address the Mux listens on (with the real port when
+// Config.Addr asked for port 0).
+func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// LocalHost returns the IP that outgoing connections are bound to, taken
+// from the listening address; "" when the Mux listens on all addresses.
+func (m *Mux) LocalHost() string { return m.localHost }
+
+// Serve accepts connections until Close, then returns nil. Client RPCs go
+// to h; with a nil h client connections are refused (Raft only). Raft
+// connections are only routed while Serve runs, so start it early.
+func (m *Mux) Serve(h Handler) error {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return ErrMuxClosed
+	case m.serving:
+		m.mu.Unlock()
+		return errors.New("transport: Serve called twice")
+	}
+	m.serving = true
+	m.mu.Unlock()
+
+	var delay time.Duration
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if m.isClosed() {
+				return nil
+			}
+			// Most Accept errors are transient (out of file descriptors,
+			// aborted handshakes): back off and keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
+			m.log.Warn("accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-m.ctx.Done():
+				return nil
+			}
+		}
+		delay = 0
+		if !m.track(c, nil) {
+			_ = c.Close()
+			continue
+		}
+		m.wg.Add(1)
+		go m.handleConn(c, h)
+	}
+}
+
+// Close stops the listener, closes every open connection (including those
+// handed to Raft), cancels handler contexts and waits for the connection
+// goroutines and their handlers to finish. It is safe to call twice.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	conns := make([]net.Conn, 0, len(m.conns))
+	for c := range m.conns {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+
+	err := m.ln.Close()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	// Cancel handlers only once their connections are closed, so what they
+	// return on cancellation cannot reach a client: the client sees the
+	// connection drop, an unknown outcome, which is the truth.
+	m.cancel()
+	m.wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("transport: close listener: %w", err)
+	}
+	return nil
+}
+
+func (m *Mux) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// track registers an open connection, and with the layer l too when it
+// belongs to a Raft group. It returns false when the Mux (or l) is closed;
+// the caller must then close c itself.
+func (m *Mux) track(c net.Conn, l *RaftLayer) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || (l != nil && l.closed) {
+		return false
+	}
+	m.conns[c] = struct{}{}
+	if l != nil {
+		l.conns[c] = struct{}{}
+	}
+	return true
+}
+
+// untrack forgets a connection that is being closed.
+func (m *Mux) untrack(c net.Conn, l *RaftLayer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.conns, c)
+	if l != nil {
+		delete(l.conns, c)
+	}
+}
+
+// drop closes and forgets a connection the Mux still owns.
+func (m *Mux) drop(c net.Conn) {
+	m.untrack(c, nil)
+	_ = c.Close()
+}
+
+// handleConn reads the protocol header and dispatches the connection.
+func (m *Mux) handleConn(c net.Conn, h Handler) {
+	defer m.wg.Done()
+	log := m.log.With("remote", c.RemoteAddr().String())
+
+	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	var proto [1]byte
+	if _, err := io.ReadFull(c, proto[:]); err != nil {
+		// Port probes and health checks connect and leave: not worth a warning.
+		log.Debug("connection closed before its protocol byte", "err", err)
+		m.drop(c)
+		return
+	}
+	switch proto[0] {
+	case protoClient:
+		if h == nil {
+			log.Warn("closing client connection: this mux serves Raft only")
+			m.drop(c)
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		m.serveClient(c, h, log)
+	case protoRaft:
+		m.routeRaft(c, log)
+	default:
+		log.Warn("closing connection: unknown protocol byte", "byte", fmt.Sprintf("0x%02x", proto[0]))
+		m.drop(c)
+	}
+}
+
+// routeRaft reads the group header and hands the connection to the group's
+// RaftLayer. Reads are unbuffered so no Raft bytes are swallowed.
+func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
+	var n [2]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		log.Warn("closing raft connection: reading group header", "err", err)
+		m.drop(c)
+		return
+	}
+	size := binary.BigEndian.Uint16(n[:])
+	if size == 0 {
+		log.Warn("closing raft connection: empty group name")
+		m.drop(c)
+		return
+	}
+	name := make([]byte, size)
+	if _, err := io.ReadFull(c, name); err != nil {
+		log.Warn("closing raft connection: reading group name", "err", err)
+		m.drop(c)
+		return
+	}
+	group := string(name)
+
+	m.mu.Lock()
+	l := m.groups[group]
+	if l != nil {
+		// Registered layers are open: Close unregisters before closing.
+		l.conns[c] = struct{}{}
+	}
+	m.mu.Unlock()
+	if l == nil {
+		log.Warn("closing raft connection: unknown group", "group", group)
+		m.drop(c)
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	// Raft owns the connection from here; closing it untracks it.
+	tc := l.wrap(c)
+	select {
+	case l.accept <- tc:
+	case <-l.done:
+		_ = tc.Close()
+	case <-m.ctx.Done():
+		_ = tc.Close()
+	}
+}
+
+// serveClient runs the client RPC protocol on c until it breaks or the Mux
+// closes: each request runs in its own goroutine, responses are written as
+// they complete (matched to requests by correlation id).
+func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		// Close first (as in Mux.Close), then cancel the handlers and wait
+		// for them, so none outlives the connection and Close can wait for
+		// all of them through m.wg.
+		m.drop(c)
+		cancel()
+		wg.Wait()
+	}()
+
+	br := bufio.NewReaderSize(c, 64<<10)
+	w := &frameWriter{c: c}
+	slots := make(chan struct{}, maxInFlight)
+	for {
+		f, err := ReadFrame(br, m.maxFrame)
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+				log.Debug("client connection closed")
+			case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrMalformedFrame):
+				log.Warn("closing client connection: bad frame", "err", err)
+			default:
+				log.Debug("client connection broken", "err", err)
+			}
+			return
+		}
+		if f.Kind != KindRequest {
+			log.Warn("closing client connection: expected a request frame", "kind", f.Kind, "id", f.ID)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			m.serveRequest(ctx, c, w, h, f, log)
+		}()
+	}
+}
+
+// serveRequest runs the handler for one request and writes its response.
+func (m *Mux) serveRequest(ctx context.Context, c net.Conn, w *frameWriter, h Handler, f Frame, log *slog.Logger) {
+	resp := Frame{ID: f.ID, Method: f.Method, Kind: KindResponse}
+	v, err := callHandler(ctx, h, f, log)
+	if err == nil {
+		resp.Body, err = msgpack.Marshal(v)
+		if err != nil {
+			err = Errorf(ErrUnknown, "encode %s response: %v", f.Method, err)
+		}
+	}
+	if err != nil {
+		resp.Err = wireError(err)
+	}
+
+	buf, err := appendFrame(nil, resp)
+	if err == nil && len(buf)-4 > m.maxFrame {
+		err = fmt.Errorf("%s response of %d bytes exceeds the %d-byte frame limit", f.Method, len(buf)-4, m.maxFrame)
+	}
+	if err != nil {
+		log.Error("cannot send response", "method", f.Method, "err", err)
+		resp.Body, resp.Err = nil, Errorf(ErrUnknown, "%v", err)
+		if buf, err = appendFrame(nil, resp); err != nil {
+			// Only an absurdly long error message gets here.
+			_ = c.Close()
+			return
+		}
+	}
+	if err := w.write(buf); err != nil {
+		// A failed or partial write leaves the stream unusable.
+		log.Debug("closing client connection: write failed", "err", err)
+		_ = c.Close()
+	}
+}
+
+// callHandler runs h, turning a panic into an ErrUnknown reply.
+func callHandler(ctx context.Context, h Handler, f Frame, log *slog.Logger) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("handler panicked", "method", f.Method, "panic", r, "stack", string(debug.Stack()))
+			v, err = nil, Errorf(ErrUnknown, "internal error: %s handler panicked: %v", f.Method, r)
+		}
+	}()
+	return h(ctx, f.Method, f.Body)
+}
+
+// wireError converts a handler error to the *Error sent to the client.
+func wireError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) && e != nil {
+		return e
+	}
+	return &Error{Code: ErrUnknown, Message: err.Error()}
+}
+
+// frameWriter serialises whole-frame writes on a connection.
+type frameWriter struct {
+	mu sync.Mutex
+	c  net.Conn
+}
+
+func (w *frameWriter) write(buf []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_ = w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := w.c.Write(buf)
+	return err
+}
