@@ -1,0 +1,103 @@
+// Package node is one Sluice cluster node: gossip membership, the metadata
+// (controller) Raft group, the partition replicas it hosts, client request
+// routing, and the HTTP endpoints for health, status and metrics.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config is everything a node needs to start. Zero durations take defaults.
+type Config struct {
+	ID              string
+	DataDir         string
+	Addr            string   // RPC + Raft port (host:port); its host is also the source address of every dial
+	GossipAddr      string   // memberlist, TCP and UDP
+	HTTPAddr        string   // health, status, metrics; "" disables
+	Join            []string // gossip seeds
+	BootstrapExpect int      // metadata voters to wait for before bootstrapping (default 3)
+
+	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
+	MaxFrameBytes int // largest RPC frame (default 16 MiB)
+
+	// Raft timing of the partition and metadata groups. Loopback defaults:
+	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
+	HeartbeatTimeout   time.Duration // default 500ms
+	ElectionTimeout    time.Duration // default 500ms
+	LeaderLeaseTimeout time.Duration // default 250ms
+	SnapshotThreshold  uint64        // raft entries between snapshots (default 8192)
+	SnapshotInterval   time.Duration // default 30s
+	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
+	SegmentBytes       int64         // partition segment size (default 64 MiB)
+	RetentionInterval  time.Duration // how often retention runs (default 30s)
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.ID == "" {
+		return errors.New("node id is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is required")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("invalid --addr %q: %w", c.Addr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+		return fmt.Errorf("invalid --gossip-addr %q: %w", c.GossipAddr, err)
+	}
+	if c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 3
+	}
+	if c.BootstrapExpect < 1 {
+		return fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect)
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = 1 << 20
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MaxFrameBytes < c.MaxBatchBytes+4096 {
+		c.MaxFrameBytes = c.MaxBatchBytes + 4096
+	}
+	setDur(&c.HeartbeatTimeout, 500*time.Millisecond)
+	setDur(&c.ElectionTimeout, 500*time.Millisecond)
+	setDur(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	setDur(&c.SnapshotInterval, 30*time.Second)
+	setDur(&c.RetentionInterval, 30*time.Second)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 4096
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func setDur(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// sourceHost is the host every outgoing connection binds to, so that
+// network rules can tell nodes apart by source address.
+func (c *Config) sourceHost() string {
+	h, _, _ := net.SplitHostPort(c.Addr)
+	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
+		return ""
+	}
+	return h
+}

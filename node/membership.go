@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// memberMeta is what gossip carries about a node.
+type memberMeta struct {
+	ID       string `msgpack:"id"`
+	RPCAddr  string `msgpack:"rpc"`
+	HTTPAddr string `msgpack:"http"`
+}
+
+// member is one node as the local gossip view sees it.
+type member struct {
+	memberMeta
+	State string // alive, suspect, dead, left
+}
+
+// membership wraps memberlist: it publishes this node's metadata, keeps the
+// latest view of every peer and signals changes.
+type membership struct {
+	list   *memberlist.Memberlist
+	meta   []byte
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+func newMembership(cfg *Config) (*membership, error) {
+	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
+	}
+	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr})
+	if err != nil {
+		return nil, fmt.Errorf("encode gossip meta: %w", err)
+	}
+	m := &membership{meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{})}
+
+	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{host},
+		BindPort:  port,
+		Logger:    stdLog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gossip transport on %s: %w", cfg.GossipAddr, err)
+	}
+	mc := memberlist.DefaultLocalConfig()
+	mc.Name = cfg.ID
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.AdvertiseAddr = host
+	mc.AdvertisePort = port
+	mc.Transport = &boundTransport{NetTransport: nt, host: cfg.sourceHost()}
+	mc.Delegate = m
+	mc.Events = m
+	mc.Logger = stdLog
+	// Loopback clusters: probe quickly so a dead node is marked within ~2s.
+	mc.ProbeInterval = 500 * time.Millisecond
+	mc.ProbeTimeout = 250 * time.Millisecond
+	mc.SuspicionMult = 3
+	list, err := memberlist.Create(mc)
+	if err != nil {
+		nt.Shutdown()
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	m.list = list
+	return m, nil
+}
+
+// join contacts the seeds; it succeeds when at least one answered.
+func (m *membership) join(seeds []string) (int, error) {
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	return m.list.Join(seeds)
+}
+
+// Changed returns a channel closed at the next membership change.
+func (m *membership) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+func (m *membership) notify() {
+	m.mu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// Members lists every node gossip knows, sorted by id, with its state.
+func (m *membership) Members() []member {
+	var out []member
+	for _, n := range m.list.Members() {
+		mm, ok := decodeMeta(n)
+		if !ok {
+			continue
+		}
+		out = append(out, member{memberMeta: mm, State: stateName(n.State)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// alive returns the alive members (suspect ones count: they may still answer).
+func (m *membership) alive() []member {
+	var out []member
+	for _, mem := range m.Members() {
+		if mem.State == "alive" || mem.State == "suspect" {
+			out = append(out, mem)
+		}
+	}
+	return out
+}
+
+func (m *membership) shutdown() {
+	if err := m.list.Leave(time.Second); err != nil {
+		m.logger.Debug("gossip leave", "err", err)
+	}
+	if err := m.list.Shutdown(); err != nil {
+		m.logger.Warn("gossip shutdown", "err", err)
+	}
+}
+
+func decodeMeta(n *memberlist.Node) (memberMeta, bool) {
+	var mm memberMeta
+	if len(n.Meta) == 0 || msgpack.Unmarshal(n.Meta, &mm) != nil || mm.ID == "" {
+		return mm, false
+	}
+	return mm, true
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// memberlist.Delegate: only node metadata is used.
+func (m *membership) NodeMeta(limit int) []byte {
+	if len(m.meta) > limit {
+		m.logger.Error("gossip metadata too large", "size", len(m.meta), "limit", limit)
+		return nil
+	}
+	return m.meta
+}
+func (m *membership) NotifyMsg([]byte)                           {}
+func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (m *membership) LocalState(join bool) []byte                { return nil }
+func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
+
+// memberlist.EventDelegate
+func (m *membership) NotifyJoin(n *memberlist.Node) {
+	m.logger.Info("member joined", "name", n.Name, "addr", n.Address())
+	m.notify()
+}
+func (m *membership) NotifyLeave(n *memberlist.Node) {
+	m.logger.Info("member left or failed", "name", n.Name, "state", stateName(n.State))
+	m.notify()
+}
+func (m *membership) NotifyUpdate(n *memberlist.Node) { m.notify() }
+
+// boundTransport makes memberlist's TCP dials leave from the node's own
+// address (UDP already does: it sends from the bound socket).
+type boundTransport struct {
+	*memberlist.NetTransport
+	host string
+}
+
+func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if t.host != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(t.host)}
+	}
+	return d.Dial("tcp", addr)
+}
+
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, timeout)
+}
+
+// slogWriter adapts the standard logger used by memberlist and raft's
+// transports to slog, mapping their [LEVEL] prefixes.
+type slogWriter struct{ logger *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	switch {
+	case strings.Contains(msg, "[ERR"):
+		level = slog.LevelError
+	case strings.Contains(msg, "[WARN"):
+		level = slog.LevelWarn
+	case strings.Contains(msg, "[DEBUG"), strings.Contains(msg, "[TRACE"):
+		level = slog.LevelDebug
+	}
+	w.logger.Log(context.Background(), level, msg)
+	return len(p), nil
+}

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// raftGroup is one hashicorp/raft instance with its stores and transport.
+type raftGroup struct {
+	name  string
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	trans *raft.NetworkTransport
+}
+
+type raftGroupOptions struct {
+	name  string // group name on the mux
+	dir   string
+	fsm   raft.FSM
+	local raft.ServerID
+	// snapshotThreshold and interval override the node defaults when non-zero.
+	snapshotThreshold uint64
+	snapshotInterval  time.Duration
+}
+
+// openRaftGroup opens (or creates) the stores under dir and starts Raft
+// with its transport registered on the mux under the group's name.
+func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("raft dir: %w", err)
+	}
+	// raft-boltdb fsyncs every StoreLogs call: an entry is durable before
+	// this node counts toward its commit.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	hl := hclog.New(&hclog.LoggerOptions{
+		Name:        "raft." + o.name,
+		Level:       hclog.Warn,
+		Output:      &slogWriter{logger: n.logger},
+		DisableTime: true,
+	})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(o.dir, 2, hl)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	layer, err := n.mux.RaftLayer(o.name)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("register raft group %s: %w", o.name, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hl,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = o.local
+	rc.Logger = hl
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	if o.snapshotThreshold != 0 {
+		rc.SnapshotThreshold = o.snapshotThreshold
+	}
+	if o.snapshotInterval != 0 {
+		rc.SnapshotInterval = o.snapshotInterval
+	}
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	// Group many client batches into one fsync of the Raft log.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	r, err := raft.NewRaft(rc, o.fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("start raft group %s: %w", o.name, err)
+	}
+	return &raftGroup{name: o.name, raft: r, store: store, trans: trans}, nil
+}
+
+// bootstrap writes the initial configuration unless the group has state.
+func (g *raftGroup) bootstrap(servers []raft.Server) error {
+	err := g.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap %s: %w", g.name, err)
+	}
+	return nil
+}
+
+// hasState reports whether the group has any log, snapshot or term yet.
+func (g *raftGroup) hasState() bool {
+	return g.raft.LastIndex() > 0
+}
+
+func (g *raftGroup) shutdown() error {
+	err := g.raft.Shutdown().Error()
+	if cerr := g.trans.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if cerr := g.store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
