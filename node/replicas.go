@@ -92,6 +92,19 @@ func (n *Node) reconcileReplicas() {
 		}
 	}
 	for _, r := range n.replicaList() {
+		if err := r.fsm.Err(); err != nil {
+			// The partition stopped after a failed disk write. Reopen it:
+			// the log recovers to its last good batch and Raft replays
+			// the rest.
+			n.logger.Error("partition failed; reopening", "partition", r.key.String(), "err", err)
+			n.mu.Lock()
+			delete(n.replicas, r.key)
+			n.mu.Unlock()
+			if cerr := r.close(); cerr != nil {
+				n.logger.Warn("close failed replica", "err", cerr)
+			}
+			continue
+		}
 		if _, ok := want[r.key]; ok {
 			continue
 		}

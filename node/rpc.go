@@ -164,7 +164,7 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	}
 	// Reject a bad batch before it enters the Raft log.
 	if _, _, err := fsm.ParseBatch(req.Batch); err != nil {
-		return nil, transport.Errorf(transport.ErrCorruptBatch, "%v", err)
+		return nil, err
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
 	if timeout <= 0 || timeout > 30*time.Second {

@@ -1,0 +1,54 @@
+# Sluice build, test and run targets. `make cluster` and `make test` do all
+# the set-up a fresh machine needs (Go modules, Debian packages).
+GO      ?= go
+BIN     := bin/sluice
+PKGS    := ./...
+# Go test timeout for the whole suite (the short chaos run included).
+TEST_TIMEOUT ?= 18m
+
+.PHONY: all build test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+# deps installs what the tests need beyond Go modules: iptables for the
+# chaos suite's network partitions (only when root and missing).
+deps:
+	$(GO) mod download
+	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+
+test: deps build
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# unit skips the short chaos run and the multi-process tests.
+unit:
+	$(GO) test -race -short $(PKGS)
+
+cluster: build
+	scripts/cluster.sh start
+
+stop:
+	scripts/cluster.sh stop
+
+status:
+	scripts/cluster.sh status
+
+chaos: deps build
+	scripts/chaos.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2x -count 3 ./fsm/ ./transport/ ./node/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+clean:
+	rm -rf bin data store

@@ -1,0 +1,112 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluice-io/sluice/chaos/checker"
+)
+
+// moduleRoot is the folder holding go.mod.
+func moduleRoot(t *testing.T) string {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	require.NoError(t, err)
+	mod := strings.TrimSpace(string(out))
+	require.NotEmpty(t, mod)
+	return filepath.Dir(mod)
+}
+
+// TestChaosShort builds the binary and runs about two minutes of faults on
+// three nodes: a killed leader, a paused node and an isolated node (when
+// iptables is usable), each healed, then checks the history. It fails on
+// any anomaly, and on an inconclusive check too.
+func TestChaosShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos: skipped with -short")
+	}
+	if os.Getenv("SLUICE_SKIP_CHAOS") == "1" {
+		t.Skip("chaos: SLUICE_SKIP_CHAOS=1")
+	}
+	bin := filepath.Join(t.TempDir(), "sluice")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
+	build.Dir = moduleRoot(t)
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	// Results stay behind when the test fails, for the post-mortem.
+	store, err := os.MkdirTemp("", "sluice-chaos-short-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = os.RemoveAll(store)
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{
+		Name:       "short",
+		Store:      store,
+		Binary:     bin,
+		Nodes:      3,
+		TimeLimit:  100 * time.Second,
+		Interval:   10 * time.Second,
+		Recovery:   10 * time.Second,
+		Nemeses:    []string{"kill-leader", "pause-random", "partition-one"},
+		Rate:       100,
+		Partitions: 3,
+		Seed:       1,
+		BaseHost:   21, // apart from a CLI run's 127.0.0.11+
+	})
+	if res != nil {
+		t.Log("\n" + res.Summary())
+	}
+	require.NoError(t, err)
+	require.Len(t, res.Faults, 5)
+	require.NotNil(t, res.Check)
+	require.Equal(t, checker.Pass, res.Verdict, "see %s", res.Dir)
+	for _, f := range []string{"history.jsonl", "results.json", "index.html", "n1.log", "n2.log", "n3.log"} {
+		require.FileExists(t, filepath.Join(res.Dir, f))
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	o := Options{Binary: "bin/sluice"}
+	require.NoError(t, o.defaults())
+	require.True(t, filepath.IsAbs(o.Binary))
+	require.Equal(t, 3, o.Nodes)
+	require.Equal(t, 3, o.ReplicationFactor)
+	require.Equal(t, []string{"partition", "kill", "pause"}, o.Nemeses)
+	require.NotZero(t, o.Seed)
+
+	o = Options{Binary: "x", Nodes: 1}
+	require.NoError(t, o.defaults())
+	require.Equal(t, 1, o.ReplicationFactor)
+
+	require.Error(t, (&Options{}).defaults())
+	_, err := Run(context.Background(), Options{Binary: "x", Nemeses: []string{"earthquake"}})
+	require.Error(t, err)
+}
+
+func TestSummaryMentionsAnomalies(t *testing.T) {
+	r := &Results{Name: "x", Verdict: checker.Fail, Check: &checker.Result{
+		Verdict: checker.Fail,
+		Counts:  map[checker.Kind]int{checker.LostWrite: 2},
+		Anomalies: []checker.Anomaly{
+			{Kind: checker.LostWrite, Topic: "t", Partition: 1, Detail: "value \"7\" is missing"},
+		},
+	}, Notes: []string{"network partitions disabled"}}
+	s := r.Summary()
+	require.Contains(t, s, "FAIL")
+	require.Contains(t, s, "lost-write=2")
+	require.Contains(t, s, "value \"7\" is missing")
+	require.Contains(t, s, "network partitions disabled")
+	require.Equal(t, 2, r.AnomalyCount())
+}

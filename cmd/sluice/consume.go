@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-io/sluice/client"
+	"github.com/sluice-io/sluice/transport"
+)
+
+func newConsumeCmd() *cobra.Command {
+	var (
+		fromBeginning, end, asJSON, printKey bool
+		offset                               int64
+		partition                            int32
+		group                                string
+		maxRecords                           int
+		wait                                 time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:         "consume TOPIC",
+		Annotations: longRunning,
+		Short:       "Print records, one value per line",
+		Long: `Prints records of a topic, one value per line (or one JSON object per line
+with --json). Starts at the end unless --from-beginning or --offset is
+given; with --group it resumes from the group's committed offsets and
+commits what it printed. --end exits once every partition's end is reached.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			topic := args[0]
+			cfg := client.ConsumerConfig{Topic: topic, Group: group, Start: transport.OffsetLatest, MaxWait: wait}
+			if fromBeginning {
+				cfg.Start = transport.OffsetEarliest
+			}
+			if cmd.Flags().Changed("offset") {
+				if offset < 0 {
+					return fmt.Errorf("--offset must be >= 0, got %d", offset)
+				}
+				cfg.Start = offset
+			}
+			if partition >= 0 {
+				cfg.Partitions = []int32{partition}
+			}
+			cons, err := c.NewConsumer(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64*1024)
+			defer out.Flush()
+			enc := json.NewEncoder(out)
+			printed := 0
+			for maxRecords <= 0 || printed < maxRecords {
+				recs, err := cons.Poll(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						break
+					}
+					return err
+				}
+				next := map[int32]int64{}
+				for _, r := range recs {
+					if maxRecords > 0 && printed >= maxRecords {
+						break
+					}
+					if asJSON {
+						enc.Encode(jsonRecord(r))
+					} else {
+						if printKey {
+							out.Write(r.Key)
+							out.WriteByte('\t')
+						}
+						out.Write(r.Value)
+						out.WriteByte('\n')
+					}
+					next[r.Partition] = r.Offset + 1
+					printed++
+				}
+				if err := out.Flush(); err != nil {
+					return err
+				}
+				if group != "" && len(next) > 0 {
+					if err := commitPrinted(cmd, c, group, topic, next); err != nil {
+						return err
+					}
+				}
+				if end && cons.AtEnd() {
+					break
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&fromBeginning, "from-beginning", false, "start at the earliest offset (when the group has no committed offset)")
+	f.Int64Var(&offset, "offset", 0, "start at this offset")
+	f.Int32Var(&partition, "partition", -1, "read only this partition")
+	f.StringVar(&group, "group", "", "consumer group: resume from and commit to its offsets")
+	f.IntVar(&maxRecords, "max", 0, "exit after this many records (0: no limit)")
+	f.BoolVar(&end, "end", false, "exit once the end of every partition is reached (like kcat -e)")
+	f.BoolVar(&asJSON, "json", false, "print each record as a JSON object")
+	f.BoolVar(&printKey, "print-key", false, "print key<TAB>value")
+	f.DurationVar(&wait, "wait", 500*time.Millisecond, "long-poll wait per fetch")
+	return cmd
+}
+
+// commitPrinted commits, per partition, the offset after the last printed
+// record, so a resumed group neither skips nor repeats.
+func commitPrinted(cmd *cobra.Command, c *client.Client, group, topic string, next map[int32]int64) error {
+	for p, off := range next {
+		if err := c.CommitOffset(cmd.Context(), group, topic, p, off); err != nil {
+			return fmt.Errorf("commit offset of group %s, partition %d: %w", group, p, err)
+		}
+	}
+	return nil
+}
+
+type recordJSON struct {
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Timestamp time.Time         `json:"timestamp"`
+	Key       string            `json:"key,omitempty"`
+	Value     string            `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+}
+
+func jsonRecord(r client.Record) recordJSON {
+	j := recordJSON{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Key: string(r.Key), Value: string(r.Value)}
+	for _, h := range r.Headers {
+		if j.Headers == nil {
+			j.Headers = map[string]string{}
+		}
+		j.Headers[h.Key] = string(h.Value)
+	}
+	return j
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Start, stop or inspect a local 3-node Sluice cluster on 127.0.0.1.
+#   node nN: client port 707N, gossip 794(5+N), HTTP 808N, data $SLUICE_DATA/nN
+# Usage: scripts/cluster.sh start|stop|status|restart
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+BIN=${SLUICE_BIN:-bin/sluice}
+DATA=${SLUICE_DATA:-./data}
+NODES=${SLUICE_NODES:-3}
+HOST=127.0.0.1
+
+rpc_port() { echo $((7070 + $1)); }
+gossip_port() { echo $((7945 + $1)); }
+http_port() { echo $((8080 + $1)); }
+pidfile() { echo "$DATA/n$1.pid"; }
+servers() {
+  local s=""
+  for i in $(seq 1 "$NODES"); do s+="${s:+,}$HOST:$(rpc_port "$i")"; done
+  echo "$s"
+}
+
+running() {
+  local pf
+  pf=$(pidfile "$1")
+  [[ -f $pf ]] && kill -0 "$(cat "$pf")" 2>/dev/null
+}
+
+start_node() {
+  local i=$1
+  if running "$i"; then
+    echo "n$i already running (pid $(cat "$(pidfile "$i")"))"
+    return
+  fi
+  mkdir -p "$DATA/n$i"
+  local join=""
+  for j in $(seq 1 "$NODES"); do
+    [[ $j == "$i" ]] && continue
+    join+="${join:+,}$HOST:$(gossip_port "$j")"
+  done
+  "$BIN" node --id "n$i" --data-dir "$DATA/n$i" \
+    --addr "$HOST:$(rpc_port "$i")" --gossip-addr "$HOST:$(gossip_port "$i")" \
+    --http-addr "$HOST:$(http_port "$i")" --join "$join" --bootstrap-expect "$NODES" \
+    >>"$DATA/n$i.log" 2>&1 &
+  echo $! >"$(pidfile "$i")"
+  echo "started n$i (pid $!, rpc $HOST:$(rpc_port "$i"), http $HOST:$(http_port "$i"), log $DATA/n$i.log)"
+}
+
+start() {
+  [[ -x $BIN ]] || { echo "no $BIN: run 'make build' first" >&2; exit 1; }
+  mkdir -p "$DATA"
+  for i in $(seq 1 "$NODES"); do start_node "$i"; done
+  echo "waiting for the cluster to accept writes"
+  if ! "$BIN" cluster wait --nodes "$NODES" --timeout 60s --server "$(servers)"; then
+    echo "not ready; see $DATA/n*.log" >&2
+    exit 1
+  fi
+  "$BIN" cluster status --server "$(servers)"
+}
+
+stop() {
+  for i in $(seq 1 "$NODES"); do
+    local pf
+    pf=$(pidfile "$i")
+    if running "$i"; then
+      kill -CONT "$(cat "$pf")" 2>/dev/null || true
+      kill -TERM "$(cat "$pf")"
+      for _ in $(seq 1 50); do running "$i" || break; sleep 0.1; done
+      if running "$i"; then kill -9 "$(cat "$pf")" 2>/dev/null || true; fi
+      echo "stopped n$i"
+    fi
+    rm -f "$pf"
+  done
+}
+
+status() {
+  for i in $(seq 1 "$NODES"); do
+    if running "$i"; then echo "n$i running (pid $(cat "$(pidfile "$i")"))"; else echo "n$i not running"; fi
+  done
+  "$BIN" cluster status --server "$(servers)" || true
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  restart) stop; start ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
+esac
