@@ -21,13 +21,13 @@ import (
 // testCluster runs real nodes in this process on loopback ports the kernel
 // picked.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	cfgs  []Config
 	nodes []*Node
 	mu    sync.Mutex
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,14 +43,14 @@ func freePort(t *testing.T) int {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("SLUICE_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func newTestCluster(t *testing.T, size int, tweak func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	dir := t.TempDir()
@@ -186,7 +186,7 @@ func (c *testCluster) leaderIndex(topic string, partition int32) int {
 
 // readAll reads a partition from offset 0 to its end from one node (the
 // leader when nodeID is "").
-func readAll(t *testing.T, cl *client.Client, nodeID, topic string, partition int32) []client.Record {
+func readAll(t testing.TB, cl *client.Client, nodeID, topic string, partition int32) []client.Record {
 	t.Helper()
 	recs, err := tryReadAll(cl, nodeID, topic, partition)
 	require.NoError(t, err)

@@ -74,6 +74,13 @@ func (n *Node) controllerLoop() {
 }
 
 func (n *Node) reconcileMembers() error {
+	// Once per term: a new leader's FSM is current only after a barrier.
+	if term := n.metaRG.raft.CurrentTerm(); term != n.barrierTerm {
+		if err := n.metaRG.raft.Barrier(5 * time.Second).Error(); err != nil {
+			return fmt.Errorf("metadata barrier: %w", err)
+		}
+		n.barrierTerm = term
+	}
 	cf := n.metaRG.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("metadata configuration: %w", err)
@@ -179,6 +186,11 @@ func (n *Node) createTopic(ctx context.Context, req transport.CreateTopicRequest
 			return transport.Errorf(transport.ErrUnavailable, "no metadata leader")
 		}
 		return n.pool.Call(ctx, addr, transport.MethodCreateTopic, req, nil)
+	}
+	// A new leader applies its predecessor's last entries only after a
+	// barrier: until then its view of brokers and topics may be stale.
+	if err := n.metaRG.raft.Barrier(5 * time.Second).Error(); err != nil {
+		return raftErr(err, n.metaLeaderHint())
 	}
 	if _, ok := n.meta.Topic(req.Name); ok {
 		return transport.Errorf(transport.ErrTopicExists, "topic %q already exists", req.Name)

@@ -39,10 +39,11 @@ type Node struct {
 	replicas map[partKey]*replica
 	closed   bool
 
-	leaderKick chan struct{} // wakes the leader reporter
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	leaderKick  chan struct{} // wakes the leader reporter
+	barrierTerm uint64        // metadata term whose barrier the controller loop committed
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the

@@ -92,7 +92,13 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 func (n *Node) metadata(req transport.MetadataRequest) (*transport.MetadataResponse, error) {
 	resp := &transport.MetadataResponse{}
 	resp.MetadataLeader, _ = n.metaLeader()
-	resp.Brokers = n.brokerView()
+	// Only registered brokers: a client may route to them, and `cluster
+	// wait` counts them to decide that topics can be created.
+	for _, b := range n.brokerView() {
+		if n.brokerAddr(b.ID) != "" {
+			resp.Brokers = append(resp.Brokers, b)
+		}
+	}
 	var topics []fsm.Topic
 	if len(req.Topics) == 0 {
 		topics = n.meta.Topics()

@@ -220,8 +220,7 @@ func TestHandlerErrors(t *testing.T) {
 func TestHandlerPanic(t *testing.T) {
 	s := startServer(t, func(ctx context.Context, method Method, body []byte) (any, error) {
 		if method == MethodJoin {
-			var m map[string]int
-			m["boom"] = 1 // nil map write
+			panic("boom")
 		}
 		return Empty{}, nil
 	})

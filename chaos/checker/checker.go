@@ -309,12 +309,6 @@ func Check(ops []history.Op, cfg Config) *Result {
 	return c.res
 }
 
-// readSource is one observation of a record.
-type readSource struct {
-	op     int64
-	offset int64
-}
-
 func (c *checker) checkPartition(k tp, ops []history.Op, workload Window) PartitionSummary {
 	sum := PartitionSummary{Topic: k.topic, Partition: k.partition, FinalLength: -1}
 	an := func(kind Kind, detail string, opIdx ...int64) {

@@ -122,12 +122,11 @@ func (c *Config) defaults() error {
 
 // Workload runs the clients.
 type Workload struct {
-	cfg     Config
-	procs   atomic.Int64
-	values  atomic.Int64
-	rec     *history.Recorder
-	logger  *slog.Logger
-	started time.Time
+	cfg    Config
+	procs  atomic.Int64
+	values atomic.Int64
+	rec    *history.Recorder
+	logger *slog.Logger
 }
 
 // New checks cfg and prepares a workload.
