@@ -39,8 +39,10 @@ status:
 chaos: deps build
 	scripts/chaos.sh
 
+# Three runs each: report medians, the machines are shared and noisy.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2x -count 3 ./fsm/ ./transport/ ./node/
+	$(GO) test -run '^$$' -bench . -count 3 ./fsm/ ./transport/
+	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/

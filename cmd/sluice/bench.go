@@ -42,14 +42,9 @@ func newBenchProduceCmd() *cobra.Command {
 		Annotations: longRunning,
 		Short:       "Measure produce throughput (records/s, MB/s) and acknowledgement latency",
 		Args:        cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			ctx := cmd.Context()
-			err = c.CreateTopic(ctx, transport.CreateTopicRequest{Name: topic, Partitions: partitions, ReplicationFactor: replicas})
+			err := c.CreateTopic(ctx, transport.CreateTopicRequest{Name: topic, Partitions: partitions, ReplicationFactor: replicas})
 			if err != nil && transport.CodeOf(err) != transport.ErrTopicExists {
 				return err
 			}
@@ -66,7 +61,7 @@ func newBenchProduceCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "%d records of %d bytes in %.2fs: %.0f records/s, %.1f MB/s, ack latency p50 %.1f ms p99 %.1f ms, %d failed\n",
 				res.Records, res.RecordBytes, res.Seconds, res.RecordsPerSec, res.MBPerSec, res.P50Ms, res.P99Ms, res.Failed)
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&topic, "topic", "bench", "topic to write (created if missing)")

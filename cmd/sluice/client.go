@@ -29,6 +29,19 @@ func newClient(cmd *cobra.Command) (*client.Client, error) {
 	})
 }
 
+// withClient adapts a command body that needs a client: it builds one
+// from --server and closes it afterwards.
+func withClient(run func(cmd *cobra.Command, c *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := newClient(cmd)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return run(cmd, c, args)
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

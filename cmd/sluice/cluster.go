@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-io/sluice/client"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -38,12 +39,7 @@ func newClusterStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Members (alive/suspect/dead), metadata leader and partition leaders",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			st, err := c.Status(cmd.Context(), "")
 			if err != nil {
 				return err
@@ -85,7 +81,7 @@ func newClusterStatusCmd() *cobra.Command {
 				tw.Flush()
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd

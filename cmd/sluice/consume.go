@@ -30,12 +30,7 @@ with --json). Starts at the end unless --from-beginning or --offset is
 given; with --group it resumes from the group's committed offsets and
 commits what it printed. --end exits once every partition's end is reached.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			ctx := cmd.Context()
 			topic := args[0]
 			cfg := client.ConsumerConfig{Topic: topic, Group: group, Start: transport.OffsetLatest, MaxWait: wait}
@@ -98,7 +93,7 @@ commits what it printed. --end exits once every partition's end is reached.`,
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&fromBeginning, "from-beginning", false, "start at the earliest offset (when the group has no committed offset)")

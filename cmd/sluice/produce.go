@@ -27,12 +27,7 @@ go to the key's partition (Kafka's murmur2 hash); without a key, batches
 are spread round-robin. Prints a summary and exits non-zero if any record
 was not acknowledged.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			cfg.Topic = args[0]
 			p, err := c.NewProducer(cfg)
 			if err != nil {
@@ -52,7 +47,7 @@ was not acknowledged.`,
 				return fmt.Errorf("%d records were not acknowledged (first error: %v)", sum.failed, sum.firstErr)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&key, "key", "", "key for every record")

@@ -27,12 +27,7 @@ func newTopicCreateCmd() *cobra.Command {
 		Use:   "create NAME",
 		Short: "Create a topic",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			req.Name = args[0]
 			req.RetentionMs = retention.Milliseconds()
 			if err := c.CreateTopic(cmd.Context(), req); err != nil {
@@ -45,7 +40,7 @@ func newTopicCreateCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created topic %s (%d partitions, replication factor %d)\n", req.Name, req.Partitions, req.ReplicationFactor)
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.IntVar(&req.Partitions, "partitions", 1, "number of partitions")
@@ -62,12 +57,7 @@ func newTopicListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List topics",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			md, err := c.Metadata(cmd.Context())
 			if err != nil {
 				return err
@@ -90,7 +80,7 @@ func newTopicListCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%d\n", t.Name, len(t.Partitions), t.ReplicationFactor)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -102,12 +92,7 @@ func newTopicDescribeCmd() *cobra.Command {
 		Use:   "describe NAME",
 		Short: "Show a topic's partitions: leader, replicas, high watermark",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			t, err := describeTopic(cmd, c, args[0])
 			if err != nil {
 				return err
@@ -123,7 +108,7 @@ func newTopicDescribeCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\n", p.ID, p.Leader, strings.Join(p.Replicas, ","), p.HighWatermark)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
@@ -156,17 +141,12 @@ func newTopicDeleteCmd() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a topic and its data on every replica",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if err := c.DeleteTopic(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("delete topic %s: %w", args[0], err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 }

@@ -20,12 +20,7 @@ func newClusterWaitCmd() *cobra.Command {
 		Use:   "wait",
 		Short: "Wait until the cluster accepts writes",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			var last string
@@ -40,7 +35,7 @@ func newClusterWaitCmd() *cobra.Command {
 				case <-time.After(250 * time.Millisecond):
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "members that must be alive")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
@@ -83,19 +78,14 @@ func newTopicLeaderCmd() *cobra.Command {
 		Use:   "leader TOPIC",
 		Short: "Print the node id of a partition's leader",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			id, _, err := c.LeaderAddr(cmd.Context(), args[0], partition)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().Int32Var(&partition, "partition", 0, "partition")
 	return cmd
@@ -111,12 +101,7 @@ func newTopicWaitLeaderCmd() *cobra.Command {
 		Use:   "wait-leader TOPIC",
 		Short: "Wait for a partition leader (other than --not) that accepts writes; print it and the time taken",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -142,7 +127,7 @@ func newTopicWaitLeaderCmd() *cobra.Command {
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().Int32Var(&partition, "partition", 0, "partition")
 	cmd.Flags().StringVar(&not, "not", "", "node id that must not be the leader (e.g. the one just killed)")
