@@ -29,8 +29,8 @@ type Config struct {
 	HeartbeatTimeout   time.Duration // default 500ms
 	ElectionTimeout    time.Duration // default 500ms
 	LeaderLeaseTimeout time.Duration // default 250ms
-	SnapshotThreshold  uint64        // raft entries between snapshots (default 8192)
-	SnapshotInterval   time.Duration // default 30s
+	SnapshotThreshold  uint64        // raft entries between snapshots (default 16384)
+	SnapshotInterval   time.Duration // how often raft checks the threshold (default 60s)
 	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
@@ -69,10 +69,11 @@ func (c *Config) setDefaults() error {
 	setDur(&c.HeartbeatTimeout, 500*time.Millisecond)
 	setDur(&c.ElectionTimeout, 500*time.Millisecond)
 	setDur(&c.LeaderLeaseTimeout, 250*time.Millisecond)
-	setDur(&c.SnapshotInterval, 30*time.Second)
+	// A partition snapshot copies the whole retained log: take them rarely.
+	setDur(&c.SnapshotInterval, 60*time.Second)
 	setDur(&c.RetentionInterval, 30*time.Second)
 	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = 8192
+		c.SnapshotThreshold = 16384
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 4096

@@ -20,8 +20,7 @@ const (
 	MethodStatus       Method = 8 // Empty -> StatusResponse
 	// MethodMetaApply is node-to-node: a metadata command forwarded to the
 	// metadata (controller) leader.
-	MethodMetaApply Method = 9  // MetaApplyRequest -> Empty
-	MethodJoin      Method = 10 // JoinRequest -> Empty (node-to-node)
+	MethodMetaApply Method = 9 // MetaApplyRequest -> Empty
 )
 
 func (m Method) String() string {
@@ -44,8 +43,6 @@ func (m Method) String() string {
 		return "status"
 	case MethodMetaApply:
 		return "meta_apply"
-	case MethodJoin:
-		return "join"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
@@ -270,11 +267,4 @@ type StatusResponse struct {
 // MetaApplyRequest carries an encoded metadata command to the controller.
 type MetaApplyRequest struct {
 	Command []byte `msgpack:"cmd"`
-}
-
-// JoinRequest asks the metadata leader to add a node to the metadata group.
-type JoinRequest struct {
-	ID      string `msgpack:"id"`
-	RPCAddr string `msgpack:"rpc"`
-	Voter   bool   `msgpack:"voter"`
 }

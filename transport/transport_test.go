@@ -219,7 +219,7 @@ func TestHandlerErrors(t *testing.T) {
 
 func TestHandlerPanic(t *testing.T) {
 	s := startServer(t, func(ctx context.Context, method Method, body []byte) (any, error) {
-		if method == MethodJoin {
+		if method == MethodMetaApply {
 			panic("boom")
 		}
 		return Empty{}, nil
@@ -227,7 +227,7 @@ func TestHandlerPanic(t *testing.T) {
 	c := dial(t, s.addr(), DialOptions{})
 	ctx := testCtx(t)
 
-	err := c.Call(ctx, MethodJoin, JoinRequest{ID: "n4"}, nil)
+	err := c.Call(ctx, MethodMetaApply, MetaApplyRequest{Command: []byte("x")}, nil)
 	require.Error(t, err)
 	assert.Equal(t, ErrUnknown, CodeOf(err))
 	assert.Contains(t, err.Error(), "panicked")
