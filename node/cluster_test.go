@@ -27,17 +27,22 @@ type testCluster struct {
 	mu    sync.Mutex
 }
 
-func freePort(t testing.TB) int {
+// freePort asks the kernel for a port free for TCP and UDP (memberlist
+// needs both) that this cluster has not handed out yet.
+func freePort(t testing.TB, used map[int]bool) int {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		// memberlist needs the UDP port too.
+		if used[port] {
+			continue
+		}
 		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
 		if err == nil {
 			u.Close()
+			used[port] = true
 			return port
 		}
 	}
@@ -54,15 +59,16 @@ func newTestCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	dir := t.TempDir()
+	used := map[int]bool{}
 	gossip := make([]string, size)
 	for i := range size {
-		gossip[i] = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		gossip[i] = "127.0.0.1:" + strconv.Itoa(freePort(t, used))
 	}
 	for i := range size {
 		cfg := Config{
 			ID:              fmt.Sprintf("n%d", i+1),
 			DataDir:         filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			Addr:            "127.0.0.1:" + strconv.Itoa(freePort(t)),
+			Addr:            "127.0.0.1:" + strconv.Itoa(freePort(t, used)),
 			GossipAddr:      gossip[i],
 			Join:            gossip,
 			BootstrapExpect: size,

@@ -41,15 +41,21 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddr asks the kernel for a port free for TCP and UDP (gossip needs
+// both) that this test has not handed out yet.
+func freeAddr(t *testing.T, used map[string]bool) string {
 	t.Helper()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		addr := l.Addr().String()
 		l.Close()
+		if used[addr] {
+			continue
+		}
 		if u, err := net.ListenPacket("udp", addr); err == nil {
 			u.Close()
+			used[addr] = true
 			return addr
 		}
 	}
@@ -58,10 +64,11 @@ func freeAddr(t *testing.T) string {
 func startProcCluster(t *testing.T, size int) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), cmds: make([]*exec.Cmd, size)}
+	used := map[string]bool{}
 	for range size {
-		c.rpc = append(c.rpc, freeAddr(t))
-		c.gossip = append(c.gossip, freeAddr(t))
-		c.http = append(c.http, freeAddr(t))
+		c.rpc = append(c.rpc, freeAddr(t, used))
+		c.gossip = append(c.gossip, freeAddr(t, used))
+		c.http = append(c.http, freeAddr(t, used))
 	}
 	for i := range size {
 		c.start(i)
@@ -69,6 +76,9 @@ func startProcCluster(t *testing.T, size int) *procCluster {
 	t.Cleanup(func() {
 		for i := range c.cmds {
 			c.kill(i)
+		}
+		if t.Failed() {
+			c.dumpLogs()
 		}
 	})
 	c.run("cluster", "wait", "--nodes", strconv.Itoa(size), "--timeout", "60s")
@@ -87,6 +97,20 @@ func (c *procCluster) start(i int) {
 	require.NoError(c.t, cmd.Start())
 	logf.Close()
 	c.cmds[i] = cmd
+}
+
+// dumpLogs shows the end of every node's log in the test output.
+func (c *procCluster) dumpLogs() {
+	for i := range c.rpc {
+		b, err := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)))
+		if err != nil {
+			continue
+		}
+		if len(b) > 8000 {
+			b = b[len(b)-8000:]
+		}
+		c.t.Logf("--- n%d.log (tail) ---\n%s", i+1, b)
+	}
 }
 
 func (c *procCluster) kill(i int) {
