@@ -1,12 +1,13 @@
 // Package chaos is Sluice's Jepsen-style test harness. Run starts a local
-// cluster of `sluice node` processes on their own loopback addresses, drives
+// cluster of `sluice node` processes on their own loopback addresses (or,
+// with Options.Docker, of containers on a Docker network), drives
 // it with producers and consumers while a nemesis kills, pauses and
 // partitions nodes, heals everything, reads every partition back from every
 // replica and checks the history for anomalies. Each run leaves
 // store/<name>/<timestamp>/ with history.jsonl, the nodes' logs,
 // results.json and index.html with plots.
 //
-// The parts live in subpackages: cluster (process control), nemesis
+// The parts live in subpackages: cluster (processes or containers), nemesis
 // (faults, iptables, schedules), workload (clients and history), checker
 // (anomalies and linearizability) and report (plots and HTML).
 package chaos
@@ -80,8 +81,22 @@ type Options struct {
 	// ClientHost is the clients' source address [127.0.0.10].
 	ClientHost string
 	// Chain is the iptables chain the run owns [SLUICE-CHAOS, or
-	// SLUICE-CHAOS-<BaseHost> when BaseHost is not 11].
+	// SLUICE-CHAOS-<BaseHost> when BaseHost is not 11; in Docker mode
+	// SLUICE-CHAOS-D<pid>].
 	Chain string
+	// Docker runs every node in a Docker container instead of as a process:
+	// an image FROM scratch holding a static build of Binary (built from the
+	// Sluice source the harness runs in when Binary is dynamically linked;
+	// nothing is pulled), a bridge network of the run's own with a fixed
+	// address per node, each node's data bind-mounted from the run folder.
+	// The harness reaches the containers' addresses from the host. BaseHost
+	// and ClientHost do not apply. An engine must answer `docker info`.
+	Docker bool
+	// DockerPartitions says how Docker mode partitions: auto (iptables in
+	// the run's chain jumped to from DOCKER-USER when usable, else
+	// disconnects), iptables, or disconnect (docker network disconnect:
+	// isolates single nodes only) [auto].
+	DockerPartitions string
 	// NodeArgs are extra `sluice node` flags.
 	NodeArgs []string
 	// KeepData keeps the nodes' data directories after a passing run.
@@ -151,6 +166,24 @@ func (o *Options) defaults() error {
 	if o.BaseHost <= 0 {
 		o.BaseHost = 11
 	}
+	if o.Docker {
+		switch o.DockerPartitions {
+		case "":
+			o.DockerPartitions = DockerPartitionsAuto
+		case DockerPartitionsAuto, DockerPartitionsIptables, DockerPartitionsDisconnect:
+		default:
+			return fmt.Errorf("chaos: docker partitions %q: want %s, %s or %s", o.DockerPartitions,
+				DockerPartitionsAuto, DockerPartitionsIptables, DockerPartitionsDisconnect)
+		}
+		// The harness talks to the containers from the host's side of the
+		// bridge: the kernel picks that source address, a loopback one
+		// would not be routed.
+		o.ClientHost = ""
+		if o.Chain == "" {
+			o.Chain = dockerChain()
+		}
+		return nil
+	}
 	if o.ClientHost == "" {
 		o.ClientHost = "127.0.0.10"
 	}
@@ -180,6 +213,8 @@ type Results struct {
 	// as an anomaly.
 	Crashes []cluster.Crash `json:"crashes,omitempty"`
 	Check   *checker.Result `json:"check"`
+	// Docker describes the image and network of a Docker-mode run.
+	Docker *DockerInfo `json:"docker,omitempty"`
 	// Notes say what was left out and why (e.g. partitions without root).
 	Notes []string `json:"notes,omitempty"`
 	// Errors are harness problems (not anomalies of the store).
@@ -201,7 +236,8 @@ func (r *Results) Valid() bool { return r.Verdict == checker.Pass }
 // Run performs one chaos run. It returns the results whenever the run got
 // far enough to have some, even with an error (e.g. ctx cancelled). Faults
 // are always healed, iptables rules removed and nodes stopped before it
-// returns, also on SIGINT/SIGTERM.
+// returns, also on SIGINT/SIGTERM; in Docker mode the containers and the
+// network are removed too (the image is kept for the next run).
 func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
@@ -209,6 +245,11 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	kinds, err := nemesis.Expand(opts.Nemeses)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	if opts.Docker {
+		if err := cluster.DockerAvailable(ctx, "", nil); err != nil {
+			return nil, fmt.Errorf("chaos: --docker given but %w", err)
+		}
 	}
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
@@ -233,11 +274,15 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	res := &Results{Name: opts.Name, Dir: dir, Start: start, Options: opts}
 
-	unlock, err := lock(opts.BaseHost)
-	if err != nil {
-		return nil, err
+	// Docker mode needs no lock: its network, containers and chain are
+	// named after the run.
+	if !opts.Docker {
+		unlock, err := lock(opts.BaseHost)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 
 	r := &run{opts: opts, res: res, logger: logger, dir: dir, kinds: kinds}
 	runErr := r.execute(ctx)
@@ -283,6 +328,8 @@ type run struct {
 	ipt *nemesis.Iptables
 	rec *history.Recorder
 	hf  *os.File
+	// restoreBridge undoes a change of the bridge netfilter sysctl.
+	restoreBridge func() error
 }
 
 // teardownCtx is for cleanup that must happen even when the run's context
@@ -298,6 +345,31 @@ func (r *run) note(format string, args ...any) {
 }
 
 func (r *run) execute(ctx context.Context) (err error) {
+	opts := r.opts
+	var netw nemesis.Network
+	if opts.Docker {
+		netw, err = r.setupDocker(ctx)
+	} else {
+		netw, err = r.setupProcesses(ctx)
+	}
+	r.res.Kinds = r.kinds
+	if err != nil {
+		return err
+	}
+	r.logger.Info("starting cluster", "dir", r.dir, "nodes", opts.Nodes, "binary", opts.Binary, "docker", opts.Docker)
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = r.cl.Launch(lctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("chaos: cluster did not start: %w", err)
+	}
+	r.logger.Info("cluster up", "nodes", r.cl.Describe())
+	return r.drive(ctx, netw)
+}
+
+// setupProcesses prepares process mode: iptables partitions (on INPUT,
+// when root and iptables allow) and the cluster of loopback processes.
+func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 	opts := r.opts
 	// Partitions need root and iptables; without them run the rest.
 	var netw nemesis.Network
@@ -321,24 +393,21 @@ func (r *run) execute(ctx context.Context) (err error) {
 			}
 		}
 	}
-	r.res.Kinds = r.kinds
-
-	r.cl, err = cluster.New(cluster.Config{
+	cl, err := cluster.New(cluster.Config{
 		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
 		ExtraArgs: opts.NodeArgs, Logger: r.logger,
 	})
 	if err != nil {
-		return err
+		return netw, err
 	}
-	r.logger.Info("starting cluster", "dir", r.dir, "nodes", opts.Nodes, "binary", opts.Binary)
-	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	err = r.cl.Launch(lctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("chaos: cluster did not start: %w", err)
-	}
-	r.logger.Info("cluster up", "nodes", r.cl.Describe())
+	r.cl = cl
+	return netw, nil
+}
 
+// drive runs the workload and the nemesis on the running cluster, heals
+// everything and does the final reads.
+func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
+	opts := r.opts
 	clientLog := r.logger.With("component", "client")
 	open := func() (workload.Store, error) {
 		c, err := openClient(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, clientLog)
@@ -478,6 +547,11 @@ func (r *run) finish() error {
 			errs = append(errs, fmt.Errorf("stop cluster: %w", err))
 		}
 	}
+	if r.restoreBridge != nil {
+		if err := r.restoreBridge(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if r.rec == nil {
 		return errors.Join(errs...)
 	}
@@ -531,6 +605,7 @@ func (r *run) writeResults() error {
 		{"nemesis", fmt.Sprintf("%s every %s", strings.Join(r.kinds, ", "), o.Interval)},
 		{"workload", fmt.Sprintf("topic %s: %d partitions, RF %d, %d producers at %.0f sends/s", o.Topic, o.Partitions, o.ReplicationFactor, o.Producers, o.Rate)},
 		{"seed", fmt.Sprint(o.Seed)},
+		{"nodes run as", r.res.runtime()},
 	}
 	notes := append([]string(nil), r.res.Notes...)
 	for _, c := range r.res.Crashes {
@@ -549,6 +624,21 @@ func (r *run) writeResults() error {
 	})
 }
 
+// runtime says how the nodes ran, in one line.
+func (r *Results) runtime() string {
+	if d := r.Docker; d != nil {
+		s := fmt.Sprintf("Docker containers of %s on network %s (%s)", d.Image, d.Network.Name, d.Network.Subnet)
+		if d.Partitions != "" {
+			s += ", partitions by " + d.Partitions
+		}
+		return s
+	}
+	if r.Options.Docker {
+		return "Docker containers (set-up failed)"
+	}
+	return fmt.Sprintf("processes on 127.0.0.%d and up", r.Options.BaseHost)
+}
+
 // Summary is a short human-readable account of the run.
 func (r *Results) Summary() string {
 	var b strings.Builder
@@ -556,6 +646,7 @@ func (r *Results) Summary() string {
 	fmt.Fprintf(&b, "  results: %s (index.html, history.jsonl, results.json)\n", r.Dir)
 	fmt.Fprintf(&b, "  %d nodes, %s of faults (%s) + %s recovery, %d faults injected\n",
 		r.Options.Nodes, r.Options.TimeLimit, strings.Join(r.Kinds, ","), r.Options.Recovery, len(r.Faults))
+	fmt.Fprintf(&b, "  nodes run as %s\n", r.runtime())
 	c := r.Check
 	if c != nil {
 		fs := make([]string, 0, len(c.Ops))

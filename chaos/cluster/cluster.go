@@ -1,7 +1,9 @@
-// Package cluster runs a local Sluice cluster as separate `sluice node`
-// processes, each on its own loopback address (127.0.0.11, .12, ...) so that
-// network rules can name it, and controls them: start, kill -9, graceful
-// stop, SIGSTOP/SIGCONT, health and status over HTTP.
+// Package cluster runs a local Sluice cluster and controls its nodes: start,
+// kill -9, graceful stop, pause and resume, health and status over HTTP.
+// Nodes run either as separate `sluice node` processes, each on its own
+// loopback address (127.0.0.11, .12, ...) so that network rules can name it
+// (New), or as Docker containers on a bridge network of the run's own
+// (NewDocker, in docker.go).
 package cluster
 
 import (
@@ -28,7 +30,8 @@ import (
 
 // Config describes the cluster to run.
 type Config struct {
-	// Binary is the sluice executable.
+	// Binary is the sluice executable (process mode; Docker mode runs an
+	// image).
 	Binary string
 	// Nodes is the number of nodes (default 3).
 	Nodes int
@@ -55,12 +58,16 @@ type Node struct {
 	RPCAddr    string
 	GossipAddr string
 	HTTPAddr   string
-	DataDir    string
-	LogPath    string
+	// DataDir is the node's data directory on the host (bind-mounted at
+	// /data in Docker mode).
+	DataDir string
+	LogPath string
+	// Container is the node's container name ("" in process mode).
+	Container string
 
 	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the running process has exited
+	inst     instance      // nil when down
+	done     chan struct{} // closed when the running instance has exited
 	paused   bool
 	expected bool // the harness is ending this process
 	starts   int
@@ -73,9 +80,10 @@ type Crash struct {
 	Err  string    `json:"err"`
 }
 
-// Cluster is a set of node processes.
+// Cluster is a set of nodes.
 type Cluster struct {
 	cfg    Config
+	rt     runtime
 	nodes  []*Node
 	byID   map[string]*Node
 	http   *http.Client
@@ -83,6 +91,25 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	crashes []Crash
+}
+
+// runtime is how nodes are run: plain processes or Docker containers.
+type runtime interface {
+	// start runs the node, its output going to out, and does not wait.
+	start(n *Node, out *os.File) (instance, error)
+	// close releases what the runtime made once every node has stopped.
+	close(ctx context.Context) error
+}
+
+// instance is one run of a node, from start to exit.
+type instance interface {
+	// signal delivers KILL, TERM, STOP (pause) or CONT (resume). Signalling
+	// an instance that has just exited is not an error.
+	signal(sig syscall.Signal) error
+	// wait blocks until the instance has exited.
+	wait() error
+	// pid is the process the harness started.
+	pid() int
 }
 
 // New prepares a cluster: addresses, free ports, directories. It starts
@@ -94,33 +121,18 @@ func New(cfg Config) (*Cluster, error) {
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("cluster: binary: %w", err)
 	}
-	if cfg.Nodes <= 0 {
-		cfg.Nodes = 3
-	}
 	if cfg.BaseHost <= 0 {
 		cfg.BaseHost = 11
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.BaseHost+cfg.Nodes-1 > 254 {
 		return nil, fmt.Errorf("cluster: %d nodes from 127.0.0.%d do not fit", cfg.Nodes, cfg.BaseHost)
 	}
-	if cfg.BootstrapExpect <= 0 {
-		cfg.BootstrapExpect = cfg.Nodes
-	}
-	if cfg.StopTimeout <= 0 {
-		cfg.StopTimeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Dir == "" {
-		return nil, errors.New("cluster: no directory")
-	}
-	c := &Cluster{
-		cfg:    cfg,
-		byID:   map[string]*Node{},
-		http:   &http.Client{Timeout: 2 * time.Second},
-		logger: cfg.Logger,
-	}
+	c := newCluster(cfg)
+	c.rt = &processRuntime{c: c}
 	for i := 1; i <= cfg.Nodes; i++ {
 		host := fmt.Sprintf("127.0.0.%d", cfg.BaseHost+i-1)
 		ports, err := freePorts(host, 3)
@@ -144,6 +156,34 @@ func New(cfg Config) (*Cluster, error) {
 		c.byID[id] = n
 	}
 	return c, nil
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.BootstrapExpect <= 0 {
+		cfg.BootstrapExpect = cfg.Nodes
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Dir == "" {
+		return cfg, errors.New("cluster: no directory")
+	}
+	return cfg, nil
+}
+
+func newCluster(cfg Config) *Cluster {
+	return &Cluster{
+		cfg:    cfg,
+		byID:   map[string]*Node{},
+		http:   &http.Client{Timeout: 2 * time.Second},
+		logger: cfg.Logger,
+	}
 }
 
 // freePorts asks the kernel for n distinct ports free on host for TCP and
@@ -222,7 +262,9 @@ func (c *Cluster) node(id string) (*Node, error) {
 	return n, nil
 }
 
-func (c *Cluster) args(n *Node) []string {
+// args is the `sluice node` command line of n, with its data directory
+// as the node sees it.
+func (c *Cluster) args(n *Node, dataDir string) []string {
 	var seeds []string
 	for _, o := range c.nodes {
 		if o.ID != n.ID {
@@ -231,7 +273,7 @@ func (c *Cluster) args(n *Node) []string {
 	}
 	args := []string{"node",
 		"--id", n.ID,
-		"--data-dir", n.DataDir,
+		"--data-dir", dataDir,
 		"--addr", n.RPCAddr,
 		"--gossip-addr", n.GossipAddr,
 		"--http-addr", n.HTTPAddr,
@@ -260,7 +302,7 @@ func (c *Cluster) Start(ctx context.Context, id string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil {
+	if n.inst != nil {
 		return nil
 	}
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -269,29 +311,21 @@ func (c *Cluster) Start(ctx context.Context, id string) error {
 	}
 	n.starts++
 	fmt.Fprintf(logf, "=== chaos harness: starting %s (start #%d) at %s ===\n", id, n.starts, time.Now().Format(time.RFC3339Nano))
-	// Not CommandContext: the harness decides when nodes end.
-	cmd := exec.Command(c.cfg.Binary, c.args(n)...)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.Env = append(os.Environ(), c.cfg.Env...)
-	// Own process group: a ^C at the terminal reaches the harness only, which
-	// then tears the nodes down in order. Pdeathsig kills them if the
-	// harness dies without doing so.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	inst, err := c.rt.start(n, logf)
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", id, err)
 	}
 	done := make(chan struct{})
-	n.cmd, n.done, n.paused, n.expected = cmd, done, false, false
+	n.inst, n.done, n.paused, n.expected = inst, done, false, false
 	go func() {
-		err := cmd.Wait()
+		err := inst.wait()
 		fmt.Fprintf(logf, "=== chaos harness: %s exited at %s: %v ===\n", id, time.Now().Format(time.RFC3339Nano), exitText(err))
 		logf.Close()
 		n.mu.Lock()
 		expected := n.expected
-		if n.cmd == cmd {
-			n.cmd, n.paused = nil, false
+		if n.inst == inst {
+			n.inst, n.paused = nil, false
 		}
 		n.mu.Unlock()
 		if !expected {
@@ -302,9 +336,42 @@ func (c *Cluster) Start(ctx context.Context, id string) error {
 		}
 		close(done)
 	}()
-	c.logger.Debug("node started", "node", id, "pid", cmd.Process.Pid)
+	c.logger.Debug("node started", "node", id, "pid", inst.pid())
 	return nil
 }
+
+// processRuntime runs each node as a child process.
+type processRuntime struct{ c *Cluster }
+
+func (r *processRuntime) start(n *Node, out *os.File) (instance, error) {
+	// Not CommandContext: the harness decides when nodes end.
+	cmd := exec.Command(r.c.cfg.Binary, r.c.args(n, n.DataDir)...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.Env = append(os.Environ(), r.c.cfg.Env...)
+	// Own process group: a ^C at the terminal reaches the harness only, which
+	// then tears the nodes down in order. Pdeathsig kills them if the
+	// harness dies without doing so.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return processInstance{cmd}, nil
+}
+
+func (r *processRuntime) close(context.Context) error { return nil }
+
+type processInstance struct{ cmd *exec.Cmd }
+
+func (p processInstance) signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+func (p processInstance) wait() error { return p.cmd.Wait() }
+func (p processInstance) pid() int    { return p.cmd.Process.Pid }
 
 func exitText(err error) string {
 	if err == nil {
@@ -321,10 +388,10 @@ func (c *Cluster) Running(id string) bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.cmd != nil
+	return n.inst != nil
 }
 
-// Paused reports whether the node is stopped by SIGSTOP.
+// Paused reports whether the node is paused (SIGSTOP, or docker pause).
 func (c *Cluster) Paused(id string) bool {
 	n := c.byID[id]
 	if n == nil {
@@ -335,7 +402,8 @@ func (c *Cluster) Paused(id string) bool {
 	return n.paused
 }
 
-// Pid of the node's process, 0 when down.
+// Pid of the node's process, 0 when down. In Docker mode it is the
+// `docker start --attach` client that follows the container.
 func (c *Cluster) Pid(id string) int {
 	n := c.byID[id]
 	if n == nil {
@@ -343,10 +411,10 @@ func (c *Cluster) Pid(id string) int {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
+	if n.inst == nil {
 		return 0
 	}
-	return n.cmd.Process.Pid
+	return n.inst.pid()
 }
 
 // signal sends sig to a running node, marking its exit as expected when
@@ -358,18 +426,18 @@ func (c *Cluster) signal(id string, sig syscall.Signal, ending bool) (chan struc
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
+	if n.inst == nil {
 		return nil, nil
 	}
 	if ending {
 		n.expected = true
 		// A stopped process handles SIGTERM only once continued.
 		if n.paused {
-			_ = n.cmd.Process.Signal(syscall.SIGCONT)
+			_ = n.inst.signal(syscall.SIGCONT)
 			n.paused = false
 		}
 	}
-	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := n.inst.signal(sig); err != nil {
 		return n.done, fmt.Errorf("signal %s to %s: %w", sig, id, err)
 	}
 	switch sig {
@@ -432,8 +500,9 @@ func (c *Cluster) Restart(ctx context.Context, id string) error {
 	return c.Start(ctx, id)
 }
 
-// Pause stops the node with SIGSTOP. Its sockets still accept connections
-// in the kernel: it looks slow, not dead.
+// Pause stops the node with SIGSTOP (docker pause, the freezer, in Docker
+// mode). Its sockets still accept connections in the kernel: it looks
+// slow, not dead.
 func (c *Cluster) Pause(id string) error {
 	_, err := c.signal(id, syscall.SIGSTOP, false)
 	return err
@@ -446,10 +515,11 @@ func (c *Cluster) Resume(id string) error {
 }
 
 // Shutdown resumes every paused node, stops all gracefully and kills what
-// remains. Safe to call more than once.
+// remains; in Docker mode it then removes the containers and the network.
+// Safe to call more than once.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(c.nodes))
+	errs := make([]error, len(c.nodes)+1)
 	for i, n := range c.nodes {
 		wg.Add(1)
 		go func() {
@@ -458,6 +528,8 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Even when a stop failed: removing a container kills it anyway.
+	errs[len(c.nodes)] = c.rt.close(ctx)
 	return errors.Join(errs...)
 }
 

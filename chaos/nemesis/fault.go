@@ -169,6 +169,9 @@ func NewFault(kind string, env Env) (Fault, error) {
 	if NeedsNetwork(kind) && env.Net == nil {
 		return nil, fmt.Errorf("nemesis %s needs iptables, which is not available", kind)
 	}
+	if NeedsNetwork(kind) && !canPartition(env.Net, kind, len(env.Target.Nodes())) {
+		return nil, fmt.Errorf("nemesis %s: the network cannot make this partition", kind)
+	}
 	switch kind {
 	case KillRandom, KillLeader, KillMajority, RestartAll:
 		return &killFault{kind: kind, env: env}, nil
@@ -385,6 +388,16 @@ func newCombo(env Env) (Fault, error) {
 		}
 	} else {
 		kinds = [][]string{{KillLeader, PauseRandom}, {KillRandom, PauseLeader}}
+	}
+	if _, partial := env.Net.(PartialNetwork); partial {
+		// Only the combinations whose partition the network can make.
+		var ok [][]string
+		for _, pair := range kinds {
+			if len(Supported(pair, env.Net, len(env.Target.Nodes()))) == len(pair) {
+				ok = append(ok, pair)
+			}
+		}
+		kinds = ok
 	}
 	pick := kinds[env.intn(len(kinds))]
 	c := &combo{}

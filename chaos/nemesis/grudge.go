@@ -1,7 +1,9 @@
 // Package nemesis injects faults into a running cluster and heals them:
-// process kills and restarts, pauses (SIGSTOP/SIGCONT) and network
-// partitions made of iptables rules in a chain of the suite's own. It also
-// plans the alternation of faults and heals over a run.
+// process kills and restarts, pauses (SIGSTOP/SIGCONT, or docker pause) and
+// network partitions made of iptables rules in a chain of the suite's own
+// (or, for Docker containers when iptables cannot be used, of network
+// disconnects). It also plans the alternation of faults and heals over a
+// run.
 package nemesis
 
 import (

@@ -36,10 +36,13 @@ func execRunner(ctx context.Context, bin string, args ...string) (string, error)
 
 // Iptables installs partition rules in a chain of its own, jumped to from
 // INPUT (on loopback every packet passes INPUT on its way in, so that is
-// enough to drop it).
+// enough to drop it) or, in Docker mode, from DOCKER-USER (packets between
+// containers of one bridge are forwarded, and bridge netfilter shows them
+// to iptables).
 type Iptables struct {
 	bin    string
 	chain  string
+	hook   string
 	run    CommandRunner
 	logger *slog.Logger
 
@@ -76,6 +79,12 @@ func IptablesAvailable(ctx context.Context, run CommandRunner) (bin string, reas
 // NewIptables creates (or flushes) the chain and hooks it into INPUT.
 // run may be nil (execute for real).
 func NewIptables(ctx context.Context, bin, chain string, run CommandRunner, logger *slog.Logger) (*Iptables, error) {
+	return NewIptablesHooked(ctx, bin, chain, "INPUT", run, logger)
+}
+
+// NewIptablesHooked creates (or flushes) the chain and hooks it first into
+// the hook chain (INPUT, DOCKER-USER).
+func NewIptablesHooked(ctx context.Context, bin, chain, hook string, run CommandRunner, logger *slog.Logger) (*Iptables, error) {
 	if run == nil {
 		run = execRunner
 	}
@@ -85,17 +94,17 @@ func NewIptables(ctx context.Context, bin, chain string, run CommandRunner, logg
 	if logger == nil {
 		logger = slog.Default()
 	}
-	ipt := &Iptables{bin: bin, chain: chain, run: run, logger: logger}
+	ipt := &Iptables{bin: bin, chain: chain, hook: hook, run: run, logger: logger}
 	if _, err := ipt.ipt(ctx, "-N", chain); err != nil {
 		// It may be left over from a run that died: reuse it, emptied.
 		if _, ferr := ipt.ipt(ctx, "-F", chain); ferr != nil {
 			return nil, fmt.Errorf("create chain %s: %w", chain, errors.Join(err, ferr))
 		}
 	}
-	if _, err := ipt.ipt(ctx, "-C", "INPUT", "-j", chain); err != nil {
-		if _, err := ipt.ipt(ctx, "-I", "INPUT", "1", "-j", chain); err != nil {
+	if _, err := ipt.ipt(ctx, "-C", hook, "-j", chain); err != nil {
+		if _, err := ipt.ipt(ctx, "-I", hook, "1", "-j", chain); err != nil {
 			_, _ = ipt.ipt(ctx, "-X", chain)
-			return nil, fmt.Errorf("hook chain %s into INPUT: %w", chain, err)
+			return nil, fmt.Errorf("hook chain %s into %s: %w", chain, hook, err)
 		}
 	}
 	return ipt, nil
@@ -143,7 +152,7 @@ func (i *Iptables) Heal(ctx context.Context) error {
 	return nil
 }
 
-// Close flushes the chain, unhooks it from INPUT and deletes it. It keeps
+// Close flushes the chain, unhooks it and deletes it. It keeps
 // going after errors so as much as possible is removed, and is idempotent.
 func (i *Iptables) Close(ctx context.Context) error {
 	i.mu.Lock()
@@ -159,7 +168,7 @@ func (i *Iptables) Close(ctx context.Context) error {
 	i.active = nil
 	// Remove every jump, in case one was added twice; bounded.
 	for n := 0; n < 16; n++ {
-		if _, err := i.ipt(ctx, "-D", "INPUT", "-j", i.chain); err != nil {
+		if _, err := i.ipt(ctx, "-D", i.hook, "-j", i.chain); err != nil {
 			break
 		}
 	}

@@ -42,6 +42,22 @@ kinds: ` + strings.Join(nemesis.AllKinds(), ", ") + `.
 Partitions need root and iptables (scripts/ensure-iptables.sh); without them
 only the other faults run.
 
+With --docker the nodes run as Docker containers instead (an engine must
+answer 'docker info', else the command fails): an image FROM scratch holding
+a static sluice binary is built locally (nothing is pulled; a dynamically
+linked --binary is replaced by a CGO_ENABLED=0 build of the Sluice source
+the command runs in), every node gets a fixed address on a bridge network of
+the run's own (172.28.X.0/24) with its data bind-mounted from the run
+folder, and the harness talks to the containers from the host. Faults: kill
+= docker kill -s KILL then docker start, pause = docker pause/unpause,
+partitions = iptables rules in a chain of the run's own jumped to from
+DOCKER-USER (bridge netfilter is turned on if needed), or with
+--docker-partitions disconnect (also the fallback when iptables cannot be
+used) docker network disconnect/connect, which isolates single nodes only.
+Containers, network and chain are removed at the end, also on ^C; the image
+(sluice-chaos:<hash of the binary>, label io.sluice.chaos) is kept for the
+next run.
+
 Exit status: 0 pass, 2 anomalies found, 3 inconclusive (e.g. the
 linearizability check timed out or a final read failed), 1 harness error.`,
 		Args: cobra.NoArgs,
@@ -91,8 +107,10 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 	f.DurationVar(&opts.OpTimeout, "op-timeout", 5*time.Second, "timeout of each client operation")
 	f.DurationVar(&opts.LinearizabilityTimeout, "linearizability-timeout", 60*time.Second, "Porcupine time budget per partition (a timeout is inconclusive)")
 	f.Int64Var(&opts.Seed, "seed", 0, "random seed of the fault choices (default: time-based)")
-	f.IntVar(&opts.BaseHost, "base-host", 11, "node i listens on 127.0.0.(BASE+i-1)")
+	f.IntVar(&opts.BaseHost, "base-host", 11, "node i listens on 127.0.0.(BASE+i-1) (process mode)")
 	f.BoolVar(&opts.KeepData, "keep-data", false, "keep the nodes' data directories of a passing run")
+	f.BoolVar(&opts.Docker, "docker", false, "run the nodes as Docker containers (image FROM scratch, network of the run's own) instead of processes")
+	f.StringVar(&opts.DockerPartitions, "docker-partitions", "auto", "with --docker, how to partition: auto, iptables or disconnect")
 	return cmd
 }
 
