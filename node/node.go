@@ -161,12 +161,32 @@ func (n *Node) Close() error {
 	reps := n.replicas
 	n.replicas = map[partKey]*replica{}
 	n.mu.Unlock()
+	// Raft groups shut down in parallel: each may wait out a dial timeout
+	// to a peer that is gone, and in sequence those waits add up.
+	var (
+		closeMu sync.Mutex
+		closeWG sync.WaitGroup
+	)
+	collect := func(err error) {
+		closeMu.Lock()
+		errs = append(errs, err)
+		closeMu.Unlock()
+	}
 	for _, r := range reps {
-		errs = append(errs, r.close())
+		closeWG.Add(1)
+		go func() {
+			defer closeWG.Done()
+			collect(r.close())
+		}()
 	}
 	if n.metaRG != nil {
-		errs = append(errs, n.metaRG.shutdown())
+		closeWG.Add(1)
+		go func() {
+			defer closeWG.Done()
+			collect(n.metaRG.shutdown())
+		}()
 	}
+	closeWG.Wait()
 	if n.mux != nil {
 		errs = append(errs, n.mux.Close())
 	}
