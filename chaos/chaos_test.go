@@ -34,20 +34,8 @@ func TestChaosShort(t *testing.T) {
 	if os.Getenv("SLUICE_SKIP_CHAOS") == "1" {
 		t.Skip("chaos: SLUICE_SKIP_CHAOS=1")
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir = moduleRoot(t)
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	// Results stay behind when the test fails, for the post-mortem.
-	store, err := os.MkdirTemp("", "sluice-chaos-short-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			_ = os.RemoveAll(store)
-		}
-	})
+	bin := buildSluice(t)
+	store := resultsStore(t, "sluice-chaos-short-")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -109,4 +97,31 @@ func TestSummaryMentionsAnomalies(t *testing.T) {
 	require.Contains(t, s, "value \"7\" is missing")
 	require.Contains(t, s, "network partitions disabled")
 	require.Equal(t, 2, r.AnomalyCount())
+}
+
+// buildSluice builds the sluice binary into a temporary folder, with env
+// added to the build's environment.
+func buildSluice(t *testing.T, env ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sluice")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
+	build.Dir = moduleRoot(t)
+	build.Env = append(os.Environ(), env...)
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// resultsStore makes a results folder that stays behind when the test
+// fails, for the post-mortem.
+func resultsStore(t *testing.T, prefix string) string {
+	t.Helper()
+	store, err := os.MkdirTemp("", prefix)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = os.RemoveAll(store)
+		}
+	})
+	return store
 }

@@ -73,20 +73,8 @@ func TestChaosDockerShort(t *testing.T) {
 	if err := cluster.DockerAvailable(context.Background(), "", nil); err != nil {
 		t.Skipf("chaos: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir = moduleRoot(t)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	store, err := os.MkdirTemp("", "sluice-chaos-docker-")
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			_ = os.RemoveAll(store)
-		}
-	})
+	bin := buildSluice(t, "CGO_ENABLED=0")
+	store := resultsStore(t, "sluice-chaos-docker-")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()

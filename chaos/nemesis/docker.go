@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,25 +20,7 @@ const DockerHook = "DOCKER-USER"
 // whose tables hold Docker's DOCKER-USER chain (the engine may use either
 // the nft or the legacy one). It returns the binary to use, or why not.
 func DockerIptablesAvailable(ctx context.Context, run CommandRunner) (bin string, reason string) {
-	if run == nil {
-		run = execRunner
-	}
-	if os.Geteuid() != 0 {
-		return "", "not root"
-	}
-	var errs []string
-	for _, b := range []string{"iptables", "iptables-legacy"} {
-		if _, err := exec.LookPath(b); err != nil {
-			errs = append(errs, b+" not found")
-			continue
-		}
-		if _, err := run(ctx, b, "-w", "5", "-n", "-L", DockerHook); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		return b, ""
-	}
-	return "", strings.Join(errs, "; ")
+	return findIptables(ctx, run, DockerHook)
 }
 
 // DefaultBridgeSysctl is where the kernel says whether bridged packets pass

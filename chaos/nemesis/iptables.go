@@ -55,6 +55,12 @@ type Iptables struct {
 // working iptables (or iptables-legacy when the nft flavour fails). It
 // returns the binary to use, or why not.
 func IptablesAvailable(ctx context.Context, run CommandRunner) (bin string, reason string) {
+	return findIptables(ctx, run, "INPUT")
+}
+
+// findIptables returns the first iptables flavour that, run as root, can
+// list chain, or why none can.
+func findIptables(ctx context.Context, run CommandRunner, chain string) (bin string, reason string) {
 	if run == nil {
 		run = execRunner
 	}
@@ -67,7 +73,7 @@ func IptablesAvailable(ctx context.Context, run CommandRunner) (bin string, reas
 			errs = append(errs, b+" not found")
 			continue
 		}
-		if _, err := run(ctx, b, "-w", "5", "-L", "INPUT", "-n"); err != nil {
+		if _, err := run(ctx, b, "-w", "5", "-n", "-L", chain); err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
