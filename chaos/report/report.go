@@ -79,22 +79,34 @@ var (
 	colFail = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
 )
 
+// faultFamily names the family of a fault kind (kill-leader -> kill): one
+// colour and one legend entry per family keeps the legend short.
+func faultFamily(kind string) string {
+	for _, fam := range []string{"kill", "pause", "partition", "restart"} {
+		if strings.HasPrefix(kind, fam) {
+			return fam
+		}
+	}
+	return kind
+}
+
 func faultColor(kind string) color.Color {
-	switch {
-	case strings.HasPrefix(kind, "kill"):
+	switch faultFamily(kind) {
+	case "kill":
 		return color.NRGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0x30}
-	case strings.HasPrefix(kind, "pause"):
+	case "pause":
 		return color.NRGBA{R: 0xff, G: 0x9f, B: 0x00, A: 0x30}
-	case strings.HasPrefix(kind, "partition"):
+	case "partition":
 		return color.NRGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0x30}
-	case strings.HasPrefix(kind, "restart"):
+	case "restart":
 		return color.NRGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0x30}
 	}
 	return color.NRGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0x30}
 }
 
 // shade adds one translucent band per fault window spanning [ylo, yhi],
-// and a legend entry per fault kind.
+// and a legend entry per fault family (the table on the page names each
+// fault).
 func shade(p *plot.Plot, faults []FaultWindow, ylo, yhi float64) error {
 	seen := map[string]bool{}
 	for _, f := range faults {
@@ -106,9 +118,9 @@ func shade(p *plot.Plot, faults []FaultWindow, ylo, yhi float64) error {
 		poly.Color = faultColor(f.Fault)
 		poly.LineStyle.Width = 0
 		p.Add(poly)
-		if !seen[f.Fault] {
-			seen[f.Fault] = true
-			p.Legend.Add(f.Fault, poly)
+		if fam := faultFamily(f.Fault); !seen[fam] {
+			seen[fam] = true
+			p.Legend.Add(fam, poly)
 		}
 	}
 	return nil
@@ -152,6 +164,10 @@ func latencyPlot(ops []history.Op, f string, faults []FaultWindow, path string) 
 	if math.IsInf(ylo, 1) {
 		ylo, yhi = 0.01, 1
 	}
+	// Headroom above the highest point for the legend: on a log scale,
+	// the top third of the plot.
+	yhi *= math.Pow(math.Max(yhi/ylo, 10), 0.5)
+	p.Y.Max = yhi
 	if err := shade(p, faults, ylo, yhi); err != nil {
 		return err
 	}
@@ -201,6 +217,8 @@ func throughputPlot(ops []history.Op, fs []string, faults []FaultWindow, path st
 		counts[op.F][b]++
 		ymax = math.Max(ymax, counts[op.F][b])
 	}
+	ymax *= 2.2 // headroom for the legend
+	p.Y.Max = ymax
 	if err := shade(p, faults, 0, ymax); err != nil {
 		return err
 	}
