@@ -46,17 +46,24 @@ const (
 	PartitionHalves = "partition-halves"
 	PartitionBridge = "partition-bridge"
 	PartitionRing   = "partition-ring"
-	RestartAll      = "restart-all"
+	// PartitionLossy drops a share (LossyShare) of the packets between
+	// every two nodes instead of all of them: retransmits, slow
+	// heartbeats, suspected members, elections without a clean cut.
+	PartitionLossy = "partition-lossy"
+	RestartAll     = "restart-all"
 	// Combo injects two faults of different families at once (a partition
 	// with a kill or a pause, or a kill with a pause).
 	Combo = "combo"
 )
 
+// LossyShare is the share of packets a partition-lossy fault drops.
+const LossyShare = 0.2
+
 // Families group fault kinds under the names the CLI accepts.
 var Families = map[string][]string{
 	"kill":      {KillRandom, KillLeader, KillMajority},
 	"pause":     {PauseRandom, PauseLeader},
-	"partition": {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing},
+	"partition": {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
 	"restart":   {RestartAll},
 	"combo":     {Combo},
 }
@@ -177,7 +184,7 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return &killFault{kind: kind, env: env}, nil
 	case PauseRandom, PauseLeader:
 		return &pauseFault{kind: kind, env: env}, nil
-	case PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing:
+	case PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy:
 		return &partitionFault{kind: kind, env: env}, nil
 	case Combo:
 		return newCombo(env)
@@ -346,6 +353,16 @@ func (f *partitionFault) grudge(ctx context.Context) (Grudge, []string, string) 
 	case PartitionRing:
 		g := MajoritiesRing(nodes, rng)
 		return g, nodes, "majorities ring " + describeGrudge(g)
+	case PartitionLossy:
+		g := Grudge{}
+		for _, n := range nodes {
+			for _, p := range nodes {
+				if p != n {
+					g[n] = append(g[n], p)
+				}
+			}
+		}
+		return g, nodes, fmt.Sprintf("%.0f%% packet loss between every two nodes", LossyShare*100)
 	}
 	return Grudge{}, nil, ""
 }
@@ -366,6 +383,11 @@ func describeGrudge(g Grudge) string {
 func (f *partitionFault) Inject(ctx context.Context) ([]string, string, error) {
 	g, nodes, desc := f.grudge(ctx)
 	rules := Rules(g, f.env.Target.Host)
+	if f.kind == PartitionLossy {
+		for i := range rules {
+			rules[i].Loss = LossyShare
+		}
+	}
 	if err := f.env.Net.Apply(ctx, rules); err != nil {
 		return nodes, desc, fmt.Errorf("partition: %w", err)
 	}

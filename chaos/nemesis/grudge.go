@@ -138,13 +138,22 @@ func MajoritiesRing(nodes []string, rng *rand.Rand) Grudge {
 	return g
 }
 
-// Rule drops packets from Src to Dst (IP addresses).
+// Rule drops packets from Src to Dst (IP addresses): all of them, or when
+// Loss is between 0 and 1, that fraction of them at random.
 type Rule struct {
-	Src string
-	Dst string
+	Src  string
+	Dst  string
+	Loss float64 `json:",omitempty"`
 }
 
-func (r Rule) String() string { return fmt.Sprintf("drop %s -> %s", r.Src, r.Dst) }
+func (r Rule) String() string {
+	if r.lossy() {
+		return fmt.Sprintf("drop %.0f%% %s -> %s", r.Loss*100, r.Src, r.Dst)
+	}
+	return fmt.Sprintf("drop %s -> %s", r.Src, r.Dst)
+}
+
+func (r Rule) lossy() bool { return r.Loss > 0 && r.Loss < 1 }
 
 // Rules turns a grudge into iptables rules: node n drops packets from peer p
 // means a rule dropping packets whose source is p's address and whose

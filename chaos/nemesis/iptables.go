@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -139,7 +140,11 @@ func (i *Iptables) Apply(ctx context.Context, rules []Rule) error {
 	}
 	i.active = nil
 	for _, r := range rules {
-		if _, err := i.ipt(ctx, "-A", i.chain, "-s", r.Src, "-d", r.Dst, "-j", "DROP"); err != nil {
+		args := []string{"-A", i.chain, "-s", r.Src, "-d", r.Dst}
+		if r.lossy() {
+			args = append(args, "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(r.Loss, 'f', 2, 64))
+		}
+		if _, err := i.ipt(ctx, append(args, "-j", "DROP")...); err != nil {
 			return fmt.Errorf("add rule %s: %w", r, err)
 		}
 		i.active = append(i.active, r)

@@ -236,6 +236,30 @@ func TestIptablesLifecycle(t *testing.T) {
 	}
 }
 
+func TestIptablesLossyRule(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIptables()
+	ipt, err := NewIptables(ctx, "iptables", "", f.run, nil)
+	require.NoError(t, err)
+	require.NoError(t, ipt.Apply(ctx, []Rule{{Src: "127.0.0.12", Dst: "127.0.0.11", Loss: 0.2}}))
+	assert.Equal(t, []string{"-s 127.0.0.12 -d 127.0.0.11 -m statistic --mode random --probability 0.20 -j DROP"}, f.chain[DefaultChain])
+}
+
+func TestLossyFaultCoversEveryPair(t *testing.T) {
+	target := newFakeTarget(3)
+	net := &fakeNet{}
+	f, err := NewFault(PartitionLossy, NewEnv(target, net, 1))
+	require.NoError(t, err)
+	_, desc, err := f.Inject(context.Background())
+	require.NoError(t, err)
+	assert.Contains(t, desc, "20% packet loss")
+	require.Len(t, net.rules, 6, "both directions of every pair of 3 nodes")
+	for _, r := range net.rules {
+		assert.Equal(t, LossyShare, r.Loss, r.String())
+		assert.NotEqual(t, r.Src, r.Dst)
+	}
+}
+
 func TestIptablesReusesLeftoverChain(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeIptables()
@@ -420,7 +444,7 @@ func TestSchedulerHealsOnCancel(t *testing.T) {
 
 func TestHealAll(t *testing.T) {
 	target := newFakeTarget(3)
-	net := &fakeNet{rules: []Rule{{"a", "b"}}}
+	net := &fakeNet{rules: []Rule{{Src: "a", Dst: "b"}}}
 	target.down["n1"] = true
 	target.paused["n2"] = true
 	require.NoError(t, HealAll(context.Background(), target, net))
@@ -471,6 +495,33 @@ func TestIptablesForReal(t *testing.T) {
 	require.Error(t, dial(), "partitioned")
 	require.NoError(t, ipt.Heal(ctx))
 	require.NoError(t, dial())
+
+	// A lossy rule drops some packets, not all: 200 datagrams at 50% loss
+	// arrive between 40 and 160 times unless the rule is wrong (the
+	// binomial's standard deviation is about 7).
+	require.NoError(t, ipt.Apply(ctx, []Rule{{Src: "127.0.0.221", Dst: "127.0.0.222", Loss: 0.5}}))
+	rx, err := net.ListenPacket("udp", "127.0.0.222:0")
+	require.NoError(t, err)
+	defer rx.Close()
+	tx, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.221")}, rx.LocalAddr().(*net.UDPAddr))
+	require.NoError(t, err)
+	defer tx.Close()
+	const sent = 200
+	for range sent {
+		_, err := tx.Write([]byte("x"))
+		require.NoError(t, err)
+	}
+	got := 0
+	buf := make([]byte, 16)
+	for {
+		require.NoError(t, rx.SetReadDeadline(time.Now().Add(500*time.Millisecond)))
+		if _, _, err := rx.ReadFrom(buf); err != nil {
+			break
+		}
+		got++
+	}
+	assert.Greater(t, got, 40, "received %d of %d", got, sent)
+	assert.Less(t, got, 160, "received %d of %d", got, sent)
 }
 
 func TestComboHitsDifferentNodes(t *testing.T) {

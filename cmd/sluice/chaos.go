@@ -29,8 +29,9 @@ func newChaosCmd() *cobra.Command {
 		Short:       "Run the Jepsen-style chaos suite against a local cluster",
 		Long: `Starts a local cluster of sluice node processes on 127.0.0.11, .12, ...,
 drives it with producers and consumers while faults are injected (kill -9,
-SIGSTOP, iptables partitions, whole-cluster restarts), heals everything,
-reads every partition back from every replica and checks the history for
+SIGSTOP, iptables partitions and packet loss, whole-cluster restarts),
+heals everything, reads every partition back from every replica and
+checks the history for
 lost, duplicated or reordered records, divergence, committed-offset
 regressions and linearizability (Porcupine).
 
