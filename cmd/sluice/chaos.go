@@ -31,9 +31,8 @@ func newChaosCmd() *cobra.Command {
 drives it with producers and consumers while faults are injected (kill -9,
 SIGSTOP, iptables partitions and packet loss, whole-cluster restarts),
 heals everything, reads every partition back from every replica and
-checks the history for
-lost, duplicated or reordered records, divergence, committed-offset
-regressions and linearizability (Porcupine).
+checks the history for lost, duplicated or reordered records, divergence,
+committed-offset regressions and linearizability (Porcupine).
 
 Results go to STORE/NAME/<timestamp>/: history.jsonl, the nodes' logs,
 results.json and index.html with plots.
