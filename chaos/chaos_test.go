@@ -34,35 +34,49 @@ func TestChaosShort(t *testing.T) {
 	if os.Getenv("SLUICE_SKIP_CHAOS") == "1" {
 		t.Skip("chaos: SLUICE_SKIP_CHAOS=1")
 	}
-	bin := buildSluice(t)
-	store := resultsStore(t, "sluice-chaos-short-")
+	opts := shortRun(t, "short")
+	opts.TimeLimit = 100 * time.Second
+	opts.BaseHost = 21 // apart from a CLI run's 127.0.0.11+
+	res := runShort(t, opts, 8*time.Minute)
+	require.Len(t, res.Faults, 5)
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, Options{
-		Name:       "short",
-		Store:      store,
-		Binary:     bin,
+// shortRun gives the options both short runs share: three nodes, a killed
+// leader, a paused node and an isolated node at 100 sends/s, results in a
+// folder that stays behind when the test fails.
+func shortRun(t *testing.T, name string, buildEnv ...string) Options {
+	t.Helper()
+	return Options{
+		Name:       name,
+		Store:      resultsStore(t, "sluice-chaos-"+name+"-"),
+		Binary:     buildSluice(t, buildEnv...),
 		Nodes:      3,
-		TimeLimit:  100 * time.Second,
 		Interval:   10 * time.Second,
 		Recovery:   10 * time.Second,
 		Nemeses:    []string{"kill-leader", "pause-random", "partition-one"},
 		Rate:       100,
 		Partitions: 3,
 		Seed:       1,
-		BaseHost:   21, // apart from a CLI run's 127.0.0.11+
-	})
+	}
+}
+
+// runShort runs opts within limit and requires a passing verdict and the
+// run folder's files.
+func runShort(t *testing.T, opts Options, limit time.Duration) *Results {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	res, err := Run(ctx, opts)
 	if res != nil {
 		t.Log("\n" + res.Summary())
 	}
 	require.NoError(t, err)
-	require.Len(t, res.Faults, 5)
 	require.NotNil(t, res.Check)
 	require.Equal(t, checker.Pass, res.Verdict, "see %s", res.Dir)
 	for _, f := range []string{"history.jsonl", "results.json", "index.html", "n1.log", "n2.log", "n3.log"} {
 		require.FileExists(t, filepath.Join(res.Dir, f))
 	}
+	return res
 }
 
 func TestOptionsDefaults(t *testing.T) {

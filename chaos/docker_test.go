@@ -73,37 +73,13 @@ func TestChaosDockerShort(t *testing.T) {
 	if err := cluster.DockerAvailable(context.Background(), "", nil); err != nil {
 		t.Skipf("chaos: %v", err)
 	}
-	bin := buildSluice(t, "CGO_ENABLED=0")
-	store := resultsStore(t, "sluice-chaos-docker-")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, Options{
-		Name:       "docker-short",
-		Store:      store,
-		Binary:     bin,
-		Docker:     true,
-		Nodes:      3,
-		TimeLimit:  60 * time.Second,
-		Interval:   10 * time.Second,
-		Recovery:   10 * time.Second,
-		Nemeses:    []string{"kill-leader", "pause-random", "partition-one"},
-		Rate:       100,
-		Partitions: 3,
-		Seed:       1,
-	})
-	if res != nil {
-		t.Log("\n" + res.Summary())
-	}
-	require.NoError(t, err)
+	opts := shortRun(t, "docker-short", "CGO_ENABLED=0")
+	opts.Docker = true
+	opts.TimeLimit = 60 * time.Second
+	res := runShort(t, opts, 6*time.Minute)
 	require.NotNil(t, res.Docker)
 	assert.Regexp(t, `^sluice-chaos:[0-9a-f]{12}$`, res.Docker.Image)
 	assert.Len(t, res.Faults, 3)
-	require.NotNil(t, res.Check)
-	require.Equal(t, checker.Pass, res.Verdict, "see %s", res.Dir)
-	for _, f := range []string{"history.jsonl", "results.json", "index.html", "n1.log", "n2.log", "n3.log"} {
-		require.FileExists(t, filepath.Join(res.Dir, f))
-	}
 	log, err := os.ReadFile(filepath.Join(res.Dir, "n1.log"))
 	require.NoError(t, err)
 	assert.Contains(t, string(log), "level=INFO", "the node's own output is in its log")
