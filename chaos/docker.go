@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,22 +188,13 @@ func (r *run) setupDocker(ctx context.Context) (nemesis.Network, error) {
 	if len(r.kinds) < len(before) {
 		var dropped []string
 		for _, k := range before {
-			if !contains(r.kinds, k) {
+			if !slices.Contains(r.kinds, k) {
 				dropped = append(dropped, k)
 			}
 		}
 		r.note("partition kinds %s left out: %s", strings.Join(dropped, ", "), how)
 	}
 	return netw, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // dockerPartitions sets up partitions between containers: iptables rules
