@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start, stop or inspect a local 3-node Sluice cluster on 127.0.0.1.
 #   node nN: client port 707N, gossip 794(5+N), HTTP 808N, data $SLUICE_DATA/nN
+#   SLUICE_PORT_OFFSET=K adds K to every port (several clusters on one machine)
 # Usage: scripts/cluster.sh start|stop|status|restart
 set -euo pipefail
 
@@ -9,10 +10,11 @@ BIN=${SLUICE_BIN:-bin/sluice}
 DATA=${SLUICE_DATA:-./data}
 NODES=${SLUICE_NODES:-3}
 HOST=127.0.0.1
+OFF=${SLUICE_PORT_OFFSET:-0}
 
-rpc_port() { echo $((7070 + $1)); }
-gossip_port() { echo $((7945 + $1)); }
-http_port() { echo $((8080 + $1)); }
+rpc_port() { echo $((7070 + OFF + $1)); }
+gossip_port() { echo $((7945 + OFF + $1)); }
+http_port() { echo $((8080 + OFF + $1)); }
 pidfile() { echo "$DATA/n$1.pid"; }
 servers() {
   local s=""

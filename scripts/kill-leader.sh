@@ -10,7 +10,8 @@ BIN=${SLUICE_BIN:-bin/sluice}
 DATA=${SLUICE_DATA:-./data}
 TOPIC=${1:?usage: $0 TOPIC [PARTITION]}
 PARTITION=${2:-0}
-SERVERS=127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073
+OFF=${SLUICE_PORT_OFFSET:-0}
+SERVERS=127.0.0.1:$((7071+OFF)),127.0.0.1:$((7072+OFF)),127.0.0.1:$((7073+OFF))
 
 leader=$("$BIN" topic leader "$TOPIC" --partition "$PARTITION" --server "$SERVERS")
 if [[ -z $leader ]]; then
