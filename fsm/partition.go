@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"container/list"
 	"encoding/binary"
 	"errors"
@@ -337,6 +338,14 @@ func (p *Partition) Close() error {
 	return err
 }
 
+// maxSnapshotHeaderBytes is the largest snapshot header Restore reads;
+// Snapshot refuses to write a larger one (the group and producer limits
+// keep real headers far below it).
+const maxSnapshotHeaderBytes = 256 << 20
+
+// maxFrameBytes bounds one stored frame read from a snapshot stream.
+const maxFrameBytes = 1 << 30
+
 // snapshotMagic starts every partition snapshot.
 var snapshotMagic = [8]byte{'S', 'L', 'U', 'I', 'C', 'E', 'P', '1'}
 
@@ -466,14 +475,15 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 		return hdr, errors.New("not a partition snapshot (bad magic)")
 	}
 	n := binary.BigEndian.Uint32(pre[8:])
-	if n > 256<<20 {
-		return hdr, fmt.Errorf("snapshot header of %d bytes is implausible", n)
+	if n > maxSnapshotHeaderBytes {
+		return hdr, fmt.Errorf("snapshot header of %d bytes exceeds the limit of %d", n, maxSnapshotHeaderBytes)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return hdr, fmt.Errorf("read snapshot header: %w", err)
+	// Grow with the bytes that arrive rather than trusting n up front.
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return hdr, fmt.Errorf("read snapshot header (%d bytes declared): %w", n, err)
 	}
-	if err := msgpack.Unmarshal(buf, &hdr); err != nil {
+	if err := msgpack.Unmarshal(buf.Bytes(), &hdr); err != nil {
 		return hdr, fmt.Errorf("decode snapshot header: %w", err)
 	}
 	if hdr.Version != snapshotVersion {
@@ -539,7 +549,7 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 // copyFrames appends every frame of a snapshot stream to l until the
 // all-zero end marker.
 func copyFrames(r io.Reader, l *Log) (int, error) {
-	var buf []byte
+	var buf bytes.Buffer
 	prefix := make([]byte, frameHeaderLen+lengthPrefix)
 	zero := make([]byte, frameHeaderLen)
 	for n := 0; ; n++ {
@@ -553,17 +563,17 @@ func copyFrames(r io.Reader, l *Log) (int, error) {
 			return n, fmt.Errorf("read frame %d: %w", n, err)
 		}
 		size := frameSizeFromPrefix(prefix)
-		if size < 0 || size > 1<<30 {
+		if size < 0 || size > maxFrameBytes {
 			return n, fmt.Errorf("frame %d has an invalid length", n)
 		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, size)
+		// Grow with the bytes that actually arrive, so a forged length
+		// costs no more memory than the stream really holds.
+		buf.Reset()
+		buf.Write(prefix)
+		if _, err := io.CopyN(&buf, r, size-int64(len(prefix))); err != nil {
+			return n, fmt.Errorf("read frame %d (%d bytes declared): %w", n, size, err)
 		}
-		frame := buf[:size]
-		copy(frame, prefix)
-		if _, err := io.ReadFull(r, frame[len(prefix):]); err != nil {
-			return n, fmt.Errorf("read frame %d: %w", n, err)
-		}
+		frame := buf.Bytes()
 		if err := l.appendFrame(frame); err != nil {
 			return n, fmt.Errorf("frame %d: %w", n, err)
 		}

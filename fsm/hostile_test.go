@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluice-io/sluice/transport"
+)
+
+// forgedCountBatch is issue #7's 69-byte batch: CRC-valid, one tiny record,
+// a header claiming 2^31-1 records.
+func forgedCountBatch(t *testing.T) []byte {
+	b := testBatch(t, 1, 1, -1, -1, -1, testTime)
+	require.Len(t, b, 69+2) // key "k0" takes two bytes more than the issue's
+	binary.BigEndian.PutUint32(b[23:], 1<<31-2)
+	binary.BigEndian.PutUint32(b[57:], 1<<31-1)
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+	return b
+}
+
+func TestForgedRecordCountIsRejected(t *testing.T) {
+	b := forgedCountBatch(t)
+	_, _, err := ParseBatch(b)
+	requireCode(t, err, transport.ErrCorruptBatch)
+	requireCode(t, ValidateProduce(b), transport.ErrCorruptBatch)
+
+	l := openTestLog(t, LogConfig{})
+	_, err = l.Append(b, 1, 1)
+	requireCode(t, err, transport.ErrCorruptBatch)
+	assert.Equal(t, int64(0), l.NextOffset(), "a rejected batch must not use offsets")
+
+	p := newTestPartition(t, "", 0)
+	res := p.Apply(cmdLog(1, 1, EncodeAppend(b)))
+	err, _ = res.(error)
+	requireCode(t, err, transport.ErrCorruptBatch)
+	assert.Equal(t, int64(0), p.HighWatermark())
+	require.NoError(t, p.Err(), "a bad client batch must not stop the state machine")
+	mustAppend(t, p, 2, 1, plainBatch(t, 2))
+	assert.Equal(t, int64(2), p.HighWatermark())
+}
+
+// A snapshot stream whose frame or header lengths are forged must fail on
+// the bytes present, not allocate what the length claims.
+func TestRestoreForgedLengths(t *testing.T) {
+	src := newTestPartition(t, "", 0)
+	mustAppend(t, src, 1, 1, plainBatch(t, 3))
+	snap := persist(t, src)
+
+	t.Run("header length", func(t *testing.T) {
+		b := bytes.Clone(snap[:12])
+		binary.BigEndian.PutUint32(b[8:], 200<<20) // under the limit, absent
+		allocs := testing.AllocsPerRun(1, func() {
+			_, err := readSnapshotHeader(bytes.NewReader(b))
+			require.Error(t, err)
+		})
+		assert.Less(t, allocs, 100.0)
+	})
+	t.Run("frame length", func(t *testing.T) {
+		hdrLen := int(binary.BigEndian.Uint32(snap[8:]))
+		b := bytes.Clone(snap[:12+hdrLen+frameHeaderLen+lengthPrefix])
+		binary.BigEndian.PutUint32(b[12+hdrLen+frameHeaderLen+offLength:], 1<<29)
+		dst := newTestPartition(t, "", 0)
+		err := dst.Restore(readCloser{bytes.NewReader(b)})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "declared")
+	})
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
