@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
@@ -44,6 +45,13 @@ type PartitionConfig struct {
 	Log          LogConfig
 	Logger       *slog.Logger
 	MaxProducers int // idempotent producers remembered (default 10000)
+	// MaxGroups bounds the consumer groups whose offsets a partition keeps
+	// (default DefaultMaxGroups).
+	MaxGroups int
+	// OffsetsRetention expires a group's offsets this long after its last
+	// commit, measured by the timestamps of Raft commands (default
+	// DefaultOffsetsRetention; < 0 keeps them forever).
+	OffsetsRetention time.Duration
 }
 
 // AppendResult is what Apply returns for an append command.
@@ -67,12 +75,20 @@ type offsetCommitCmd struct {
 	Group    string `msgpack:"g"`
 	Offset   int64  `msgpack:"o"`
 	Metadata string `msgpack:"m"`
+	// Time is the leader's clock when it proposed the commit (unix ms; 0
+	// in commands written before it existed). It drives offset expiry.
+	Time int64 `msgpack:"t,omitempty"`
 }
 
 // EncodeOffsetCommit builds the Raft command that commits a consumer
-// group's offset for this partition.
+// group's offset for this partition, stamped with the local clock.
 func EncodeOffsetCommit(group string, offset int64, metadata string) []byte {
-	return encodeCommand(cmdOffsetCommit, offsetCommitCmd{Group: group, Offset: offset, Metadata: metadata})
+	return EncodeOffsetCommitAt(group, offset, metadata, time.Now())
+}
+
+// EncodeOffsetCommitAt is EncodeOffsetCommit stamped with at.
+func EncodeOffsetCommitAt(group string, offset int64, metadata string, at time.Time) []byte {
+	return encodeCommand(cmdOffsetCommit, offsetCommitCmd{Group: group, Offset: offset, Metadata: metadata, Time: at.UnixMilli()})
 }
 
 func encodeCommand(typ byte, v any) []byte {
@@ -88,6 +104,7 @@ func encodeCommand(typ byte, v any) []byte {
 type groupOffset struct {
 	Offset   int64  `msgpack:"o"`
 	Metadata string `msgpack:"m"`
+	Time     int64  `msgpack:"t,omitempty"` // last commit, partition clock (unix ms)
 }
 
 // Partition is the Raft FSM of one partition replica: the on-disk log,
@@ -102,9 +119,15 @@ type Partition struct {
 	logMu sync.RWMutex // guards the log pointer (swapped by Restore)
 	log   *Log
 
-	mu     sync.Mutex // guards groups and failed
+	mu     sync.Mutex // guards groups, the clock and failed
 	groups map[string]groupOffset
 	failed error
+	// clock is the newest command timestamp applied (unix ms) and
+	// nextExpiry when group offsets are next scanned for expiry.
+	clock      int64
+	nextExpiry int64
+	// maxHeader bounds the snapshot header written and read.
+	maxHeader int
 
 	producers *producerTable // FSM goroutine only
 	applied   atomic.Uint64
@@ -125,6 +148,12 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 	if cfg.MaxProducers <= 0 {
 		cfg.MaxProducers = DefaultMaxProducers
 	}
+	if cfg.MaxGroups <= 0 {
+		cfg.MaxGroups = DefaultMaxGroups
+	}
+	if cfg.OffsetsRetention == 0 {
+		cfg.OffsetsRetention = DefaultOffsetsRetention
+	}
 	if cfg.Log.Dir == "" {
 		return nil, errors.New("partition log dir is required")
 	}
@@ -142,6 +171,7 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 		groups:    map[string]groupOffset{},
 		producers: newProducerTable(cfg.MaxProducers),
 		changed:   make(chan struct{}),
+		maxHeader: maxSnapshotHeaderBytes,
 	}
 	p.applied.Store(l.LastRaftIndex())
 	return p, nil
@@ -217,12 +247,9 @@ func (p *Partition) Apply(l *raft.Log) any {
 		if err := msgpack.Unmarshal(l.Data[1:], &c); err != nil {
 			return transport.Errorf(transport.ErrInvalidRequest, "decode offset commit: %v", err)
 		}
-		if c.Group == "" {
-			return transport.Errorf(transport.ErrInvalidRequest, "offset commit without a group")
+		if err := p.commitOffset(c); err != nil {
+			return err
 		}
-		p.mu.Lock()
-		p.groups[c.Group] = groupOffset{Offset: c.Offset, Metadata: c.Metadata}
-		p.mu.Unlock()
 		return nil
 	default:
 		return transport.Errorf(transport.ErrInvalidRequest, "unknown partition command type %d", l.Data[0])
@@ -360,6 +387,8 @@ type snapshotHeader struct {
 	AppliedIndex  uint64                 `msgpack:"applied"`
 	Groups        map[string]groupOffset `msgpack:"groups"`
 	Producers     []producerState        `msgpack:"producers"` // least recently used first
+	Clock         int64                  `msgpack:"clock,omitempty"`
+	NextExpiry    int64                  `msgpack:"next_expiry,omitempty"`
 }
 
 // Snapshot fsyncs the log (Raft compacts its own log up to this point, so
@@ -390,14 +419,16 @@ func (p *Partition) Snapshot() (raft.FSMSnapshot, error) {
 	for g, o := range p.groups {
 		hdr.Groups[g] = o
 	}
+	hdr.Clock, hdr.NextExpiry = p.clock, p.nextExpiry
 	p.mu.Unlock()
-	return &partitionSnapshot{hdr: hdr, log: ls}, nil
+	return &partitionSnapshot{hdr: hdr, log: ls, maxHeader: p.maxHeader}, nil
 }
 
 type partitionSnapshot struct {
-	hdr  snapshotHeader
-	log  *logSnapshot
-	once sync.Once
+	hdr       snapshotHeader
+	log       *logSnapshot
+	maxHeader int
+	once      sync.Once
 }
 
 // Persist writes magic, header length (uint32), msgpack header, the log's
@@ -414,6 +445,11 @@ func (s *partitionSnapshot) persist(w io.Writer) error {
 	hdr, err := msgpack.Marshal(&s.hdr)
 	if err != nil {
 		return err
+	}
+	if len(hdr) > s.maxHeader {
+		// Restore would refuse it: fail here, where the old snapshot stays.
+		return fmt.Errorf("snapshot header of %d bytes (%d groups, %d producers) exceeds the limit of %d that Restore enforces",
+			len(hdr), len(s.hdr.Groups), len(s.hdr.Producers), s.maxHeader)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	bw.Write(snapshotMagic[:])
@@ -439,7 +475,7 @@ func (s *partitionSnapshot) Release() {
 func (p *Partition) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<20)
-	hdr, err := readSnapshotHeader(br)
+	hdr, err := readSnapshotHeaderLimit(br, p.maxHeader)
 	if err != nil {
 		return err
 	}
@@ -458,6 +494,7 @@ func (p *Partition) Restore(rc io.ReadCloser) error {
 	for g, o := range hdr.Groups {
 		p.groups[g] = o
 	}
+	p.clock, p.nextExpiry = hdr.Clock, hdr.NextExpiry
 	p.failed = nil
 	p.mu.Unlock()
 	p.applied.Store(hdr.AppliedIndex)
@@ -466,6 +503,10 @@ func (p *Partition) Restore(rc io.ReadCloser) error {
 }
 
 func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
+	return readSnapshotHeaderLimit(r, maxSnapshotHeaderBytes)
+}
+
+func readSnapshotHeaderLimit(r io.Reader, limit int) (snapshotHeader, error) {
 	var hdr snapshotHeader
 	var pre [12]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
@@ -475,8 +516,8 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 		return hdr, errors.New("not a partition snapshot (bad magic)")
 	}
 	n := binary.BigEndian.Uint32(pre[8:])
-	if n > maxSnapshotHeaderBytes {
-		return hdr, fmt.Errorf("snapshot header of %d bytes exceeds the limit of %d", n, maxSnapshotHeaderBytes)
+	if int64(n) > int64(limit) {
+		return hdr, fmt.Errorf("snapshot header of %d bytes exceeds the limit of %d", n, limit)
 	}
 	// Grow with the bytes that arrive rather than trusting n up front.
 	var buf bytes.Buffer

@@ -262,6 +262,9 @@ func (n *Node) offsetCommit(req transport.OffsetCommitRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := fsm.ValidateOffsetCommit(req.Group, req.Metadata); err != nil {
+		return err
+	}
 	f := r.raft().Apply(fsm.EncodeOffsetCommit(req.Group, req.Offset, req.Metadata), 10*time.Second)
 	if err := f.Error(); err != nil {
 		addr, _ := r.raft().LeaderWithID()
