@@ -74,3 +74,27 @@ func TestRestoreForgedLengths(t *testing.T) {
 type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// Issue #7 defect 6: a retry from a producer whose state was evicted must
+// not be appended a second time.
+func TestEvictedProducerRetryIsNotAppendedTwice(t *testing.T) {
+	p, err := NewPartition(PartitionConfig{Log: LogConfig{Dir: t.TempDir() + "/p"}, Logger: quietLogger(), MaxProducers: 1})
+	require.NoError(t, err)
+	defer p.Close()
+	mustAppend(t, p, 1, 1, idemBatch(t, 1, 0, 2))
+	mustAppend(t, p, 2, 1, idemBatch(t, 1, 2, 3)) // sequences 2..4 at offsets 2..4
+	mustAppend(t, p, 3, 1, idemBatch(t, 2, 0, 1)) // evicts producer 1
+	hw := p.HighWatermark()
+
+	// Producer 1 retries its last batch (say its reply was lost).
+	res := p.Apply(cmdLog(4, 1, EncodeAppend(idemBatch(t, 1, 2, 3))))
+	err, _ = res.(error)
+	requireCode(t, err, transport.ErrOutOfOrderSequence)
+	assert.Contains(t, err.Error(), "unknown producer 1")
+	assert.Equal(t, hw, p.HighWatermark(), "nothing appended")
+	// A producer never seen at a non-zero sequence, likewise.
+	res = p.Apply(cmdLog(5, 1, EncodeAppend(idemBatch(t, 77, 5, 1))))
+	err, _ = res.(error)
+	requireCode(t, err, transport.ErrOutOfOrderSequence)
+	require.NoError(t, p.Err())
+}

@@ -691,7 +691,13 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 	}
 	st := t.byID[info.producerID]
 	if st == nil || info.producerEpoch > st.Epoch {
-		return nil, nil // new producer or new epoch: any sequence starts it
+		// A new producer (or epoch) starts at sequence 0. Any other
+		// sequence means its state was evicted (or never existed) and this
+		// may be a retry of a batch already stored: never append it blind.
+		if info.baseSequence != 0 {
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "unknown producer %d (epoch %d) at sequence %d: its state is gone; restart with a new producer id", info.producerID, info.producerEpoch, info.baseSequence)
+		}
+		return nil, nil
 	}
 	if info.producerEpoch < st.Epoch {
 		return nil, transport.Errorf(transport.ErrInvalidRequest, "producer %d epoch %d is fenced by epoch %d", info.producerID, info.producerEpoch, st.Epoch)
@@ -701,7 +707,7 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 			continue
 		}
 		if b.Count != info.count {
-			return nil, transport.Errorf(transport.ErrInvalidRequest, "out of order sequence: producer %d resent sequence %d with %d records instead of %d", info.producerID, b.Seq, info.count, b.Count)
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "producer %d resent sequence %d with %d records instead of %d", info.producerID, b.Seq, info.count, b.Count)
 		}
 		res := &AppendResult{BaseOffset: b.Base, LastOffset: b.Base + int64(b.Count) - 1, Duplicate: true}
 		if b.Base < 0 {
@@ -711,7 +717,7 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 	}
 	last := st.Batches[len(st.Batches)-1]
 	if want := nextSequence(last.Seq, last.Count); info.baseSequence != want {
-		return nil, transport.Errorf(transport.ErrInvalidRequest, "out of order sequence: producer %d expected sequence %d, got %d", info.producerID, want, info.baseSequence)
+		return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "producer %d expected sequence %d, got %d", info.producerID, want, info.baseSequence)
 	}
 	return nil, nil
 }
