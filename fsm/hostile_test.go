@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -97,4 +98,32 @@ func TestEvictedProducerRetryIsNotAppendedTwice(t *testing.T) {
 	err, _ = res.(error)
 	requireCode(t, err, transport.ErrOutOfOrderSequence)
 	require.NoError(t, p.Err())
+}
+
+// Issue #7 defect 11: a far-future client timestamp would pin its segment,
+// and every later one, against age retention. The leader's clock carried
+// in the command bounds it.
+func TestFarFutureTimestampIsRefused(t *testing.T) {
+	p := newTestPartition(t, "", 0)
+	now := testTime.Add(100 * 24 * time.Hour)
+	future := testBatch(t, 2, 8, -1, -1, -1, now.Add(10*365*24*time.Hour))
+	res := p.Apply(cmdLog(1, 1, EncodeAppendAt(future, now)))
+	err, _ := res.(error)
+	requireCode(t, err, transport.ErrInvalidRequest)
+	assert.Contains(t, err.Error(), "ahead of the leader's clock")
+	assert.Equal(t, int64(0), p.HighWatermark())
+
+	// Within the bound, and in the past, is fine.
+	r := mustAppendAt(t, p, 2, testBatch(t, 1, 8, -1, -1, -1, now.Add(30*time.Minute)), now)
+	assert.Equal(t, int64(0), r.BaseOffset)
+	mustAppendAt(t, p, 3, testBatch(t, 1, 8, -1, -1, -1, testTime), now)
+	require.NoError(t, p.Err())
+}
+
+func mustAppendAt(t *testing.T, p *Partition, idx uint64, b []byte, at time.Time) *AppendResult {
+	t.Helper()
+	res := p.Apply(cmdLog(idx, 1, EncodeAppendAt(b, at)))
+	r, ok := res.(*AppendResult)
+	require.True(t, ok, "apply returned %T %v", res, res)
+	return r
 }

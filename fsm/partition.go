@@ -30,9 +30,14 @@ const producerWindow = 5
 
 // Raft command types of a partition group.
 const (
-	cmdAppend       byte = 1
+	cmdAppend       byte = 1 // batch (written before cmdAppendAt existed)
 	cmdOffsetCommit byte = 2
+	cmdAppendAt     byte = 3 // leader's clock (unix ms, int64) + batch
 )
+
+// DefaultMaxTimestampAhead is how far past the leader's clock a batch's
+// max timestamp may lie (Kafka's message.timestamp.after.max.ms).
+const DefaultMaxTimestampAhead = time.Hour
 
 // Sibling directories of the log dir used while a snapshot is restored.
 const (
@@ -52,6 +57,11 @@ type PartitionConfig struct {
 	// commit, measured by the timestamps of Raft commands (default
 	// DefaultOffsetsRetention; < 0 keeps them forever).
 	OffsetsRetention time.Duration
+	// MaxTimestampAhead refuses batches whose max timestamp is further
+	// ahead of the proposing leader's clock (carried in the command), so a
+	// client clock cannot pin segments against age retention (default
+	// DefaultMaxTimestampAhead; < 0 disables the check).
+	MaxTimestampAhead time.Duration
 }
 
 // AppendResult is what Apply returns for an append command.
@@ -63,11 +73,18 @@ type AppendResult struct {
 	Duplicate bool
 }
 
-// EncodeAppend builds the Raft command that appends a record batch.
+// EncodeAppend builds the Raft command that appends a record batch,
+// stamped with the local clock (the leader's, when it proposes it).
 func EncodeAppend(batch []byte) []byte {
-	cmd := make([]byte, 1+len(batch))
-	cmd[0] = cmdAppend
-	copy(cmd[1:], batch)
+	return EncodeAppendAt(batch, time.Now())
+}
+
+// EncodeAppendAt is EncodeAppend stamped with at.
+func EncodeAppendAt(batch []byte, at time.Time) []byte {
+	cmd := make([]byte, 9+len(batch))
+	cmd[0] = cmdAppendAt
+	binary.BigEndian.PutUint64(cmd[1:], uint64(at.UnixMilli()))
+	copy(cmd[9:], batch)
 	return cmd
 }
 
@@ -153,6 +170,9 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 	}
 	if cfg.OffsetsRetention == 0 {
 		cfg.OffsetsRetention = DefaultOffsetsRetention
+	}
+	if cfg.MaxTimestampAhead == 0 {
+		cfg.MaxTimestampAhead = DefaultMaxTimestampAhead
 	}
 	if cfg.Log.Dir == "" {
 		return nil, errors.New("partition log dir is required")
@@ -241,7 +261,12 @@ func (p *Partition) Apply(l *raft.Log) any {
 	}
 	switch l.Data[0] {
 	case cmdAppend:
-		return p.applyAppend(l)
+		return p.applyAppend(l, l.Data[1:], 0)
+	case cmdAppendAt:
+		if len(l.Data) < 9 {
+			return transport.Errorf(transport.ErrInvalidRequest, "append command of %d bytes has no timestamp", len(l.Data))
+		}
+		return p.applyAppend(l, l.Data[9:], int64(binary.BigEndian.Uint64(l.Data[1:])))
 	case cmdOffsetCommit:
 		var c offsetCommitCmd
 		if err := msgpack.Unmarshal(l.Data[1:], &c); err != nil {
@@ -256,11 +281,21 @@ func (p *Partition) Apply(l *raft.Log) any {
 	}
 }
 
-func (p *Partition) applyAppend(l *raft.Log) any {
-	batch := l.Data[1:]
+// applyAppend applies one batch; at is the proposing leader's clock (unix
+// ms), 0 for commands from before it was carried.
+func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	info, err := checkBatch(batch)
 	if err != nil {
 		return err
+	}
+	if at != 0 {
+		if ahead := p.cfg.MaxTimestampAhead; ahead > 0 && info.maxTimestamp > at+ahead.Milliseconds() {
+			return transport.Errorf(transport.ErrInvalidRequest, "batch max timestamp %s is more than %s ahead of the leader's clock (%s)",
+				time.UnixMilli(info.maxTimestamp).UTC().Format(time.RFC3339), ahead, time.UnixMilli(at).UTC().Format(time.RFC3339))
+		}
+		p.mu.Lock()
+		p.advanceClockLocked(at)
+		p.mu.Unlock()
 	}
 	if info.producerID >= 0 {
 		dup, err := p.producers.check(info)

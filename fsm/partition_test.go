@@ -582,9 +582,10 @@ func TestPartitionFailedWriteStopsApplies(t *testing.T) {
 
 func TestEncodeAppendLayout(t *testing.T) {
 	b := plainBatch(t, 1)
-	cmd := EncodeAppend(b)
-	require.Equal(t, cmdAppend, cmd[0])
-	require.Equal(t, b, cmd[1:])
+	cmd := EncodeAppendAt(b, testTime)
+	require.Equal(t, cmdAppendAt, cmd[0])
+	require.Equal(t, uint64(testTime.UnixMilli()), binary.BigEndian.Uint64(cmd[1:]))
+	require.Equal(t, b, cmd[9:])
 	c := EncodeOffsetCommit("grp", 5, "meta")
 	require.Equal(t, cmdOffsetCommit, c[0])
 }
