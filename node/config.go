@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Config is everything a node needs to start. Zero durations take defaults.
@@ -36,6 +38,9 @@ type Config struct {
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
 	Logger *slog.Logger
+
+	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
+	wrapPartitionFSM func(topic string, f raft.FSM) raft.FSM
 }
 
 func (c *Config) setDefaults() error {

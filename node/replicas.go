@@ -30,6 +30,7 @@ type replica struct {
 	group    *raftGroup
 	fsm      *fsm.Partition
 	done     chan struct{}
+	ready    readiness // barrier of the current term, before a leader serves reads
 }
 
 func (r *replica) raft() *raft.Raft { return r.group.raft }
@@ -209,10 +210,14 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)
 	}
+	var rf raft.FSM = pf
+	if n.cfg.wrapPartitionFSM != nil {
+		rf = n.cfg.wrapPartitionFSM(k.topic, pf)
+	}
 	g, err := n.openRaftGroup(raftGroupOptions{
 		name:  "p/" + k.topic + "@" + strconv.FormatUint(t.ID, 10) + "/" + strconv.Itoa(int(k.partition)),
 		dir:   dir,
-		fsm:   pf,
+		fsm:   rf,
 		local: raft.ServerID(n.cfg.ID),
 	})
 	if err != nil {
@@ -295,6 +300,9 @@ func (n *Node) watchLeadership(r *replica) {
 			return
 		case isLeader := <-ch:
 			n.logger.Info("partition leadership changed", "partition", r.key.String(), "leader", isLeader, "term", r.raft().CurrentTerm())
+			if isLeader {
+				r.startReady(r.raft().CurrentTerm()) // so the first fetch finds it done
+			}
 			n.metrics.leaderChanges.Inc()
 			select {
 			case n.leaderKick <- struct{}{}:
