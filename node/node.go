@@ -80,10 +80,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()

@@ -219,6 +219,8 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 		dir:   dir,
 		fsm:   rf,
 		local: raft.ServerID(n.cfg.ID),
+		// One entry holds at most one produce batch.
+		maxEntryBytes: n.cfg.MaxBatchBytes + appendEntryOverhead,
 	})
 	if err != nil {
 		pf.Close()
