@@ -47,6 +47,6 @@ func (n *Node) waitMetaCaughtUp() bool {
 			}
 			break
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		backoff = min(backoff*2, 500*time.Millisecond)
 	}
 }
