@@ -55,6 +55,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("node", cfg.ID),
@@ -77,10 +80,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()

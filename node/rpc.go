@@ -202,6 +202,11 @@ func (n *Node) fetch(ctx context.Context, req transport.FetchRequest) (*transpor
 	if err != nil {
 		return nil, err
 	}
+	if !req.FromReplica {
+		if err := n.waitReady(ctx, r); err != nil {
+			return nil, err
+		}
+	}
 	if req.Linearizable {
 		// A barrier commits through the current term and applies every
 		// earlier entry: the read then reflects every acknowledged append.
