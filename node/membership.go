@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,6 +133,20 @@ func (m *membership) alive() []member {
 		}
 	}
 	return out
+}
+
+// hasHost reports whether ip is the gossip or RPC address of a member
+// memberlist currently lists (alive or suspect).
+func (m *membership) hasHost(ip netip.Addr) bool {
+	for _, n := range m.list.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok && a.Unmap() == ip {
+			return true
+		}
+		if mm, ok := decodeMeta(n); ok && hostIP(mm.RPCAddr) == ip {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *membership) shutdown() {

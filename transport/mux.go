@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -54,6 +55,11 @@ type Config struct {
 	MaxFrameBytes int
 	// Logger receives connection-level problems; nil means slog.Default().
 	Logger *slog.Logger
+	// AllowRaft, when set, decides from a connection's remote IP whether it
+	// may talk Raft: connections it refuses are closed after their group
+	// header. Nodes pass a check against the cluster's member addresses.
+	// It is called for every incoming Raft connection, so keep it cheap.
+	AllowRaft func(remote netip.Addr) bool
 }
 
 // Handler serves one client RPC. body is the request's raw msgpack value;
@@ -63,6 +69,16 @@ type Config struct {
 // connection or the Mux closes. The handler may keep body.
 type Handler func(ctx context.Context, method Method, body []byte) (any, error)
 
+// peerKey is the context key of the remote address of a request's connection.
+type peerKey struct{}
+
+// PeerAddr returns the remote address of the connection a Handler's request
+// arrived on, or nil outside a handler.
+func PeerAddr(ctx context.Context) net.Addr {
+	a, _ := ctx.Value(peerKey{}).(net.Addr)
+	return a
+}
+
 // Mux owns a node's single TCP port. It routes each incoming connection by
 // its first byte to a Raft group's stream layer or to the client RPC server.
 type Mux struct {
@@ -70,6 +86,7 @@ type Mux struct {
 	maxFrame  int
 	log       *slog.Logger
 	localHost string
+	allowRaft func(netip.Addr) bool
 	// headerTimeout is a field so tests can shorten it.
 	headerTimeout time.Duration
 
@@ -109,6 +126,7 @@ func Listen(cfg Config) (*Mux, error) {
 		maxFrame:      maxFrame,
 		log:           log.With("component", "transport", "addr", ln.Addr().String()),
 		localHost:     hostOf(ln.Addr()),
+		allowRaft:     cfg.AllowRaft,
 		headerTimeout: headerTimeout,
 		ctx:           ctx,
 		cancel:        cancel,
@@ -126,6 +144,15 @@ func hostOf(a net.Addr) string {
 		return ""
 	}
 	return ta.AddrPort().Addr().Unmap().String()
+}
+
+// remoteIP returns the IP a connection comes from.
+func remoteIP(c net.Conn) (netip.Addr, bool) {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return ta.AddrPort().Addr().Unmap(), true
 }
 
 // Addr returns the address the Mux listens on (with the real port when
@@ -301,6 +328,14 @@ func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
 		return
 	}
 	group := string(name)
+	if m.allowRaft != nil {
+		ip, ok := remoteIP(c)
+		if !ok || !m.allowRaft(ip) {
+			log.Warn("closing raft connection: peer is not a cluster member", "group", group)
+			m.drop(c)
+			return
+		}
+	}
 
 	m.mu.Lock()
 	l := m.groups[group]
@@ -330,7 +365,7 @@ func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
 // closes: each request runs in its own goroutine, responses are written as
 // they complete (matched to requests by correlation id).
 func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
-	ctx, cancel := context.WithCancel(m.ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(m.ctx, peerKey{}, c.RemoteAddr()))
 	var wg sync.WaitGroup
 	defer func() {
 		// Close first (as in Mux.Close), then cancel the handlers and wait
