@@ -35,6 +35,13 @@ type Config struct {
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
+	// Security (see node/security.go). The three TLS files go together:
+	// with them every connection to and between nodes is mutual TLS 1.3.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+
 	Logger *slog.Logger
 }
 

@@ -65,7 +65,14 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip transport on %s: %w", cfg.GossipAddr, err)
 	}
+	key, err := gossipKey(cfg.GossipKey)
+	if err != nil {
+		return nil, err
+	}
 	mc := memberlist.DefaultLocalConfig()
+	// With a key every gossip message, UDP and TCP, is AES-GCM encrypted
+	// and authenticated: a node without the key can neither join nor read.
+	mc.SecretKey = key
 	mc.Name = cfg.ID
 	mc.BindAddr = host
 	mc.BindPort = port

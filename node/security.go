@@ -2,8 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/sluice-io/sluice/transport"
 )
@@ -72,5 +77,49 @@ func (n *Node) muxConfig() transport.Config {
 		MaxFrameBytes: n.cfg.MaxFrameBytes,
 		Logger:        n.logger,
 		AllowRaft:     n.isPeerHost,
+		TLS:           n.tls.server,
+		DialTLS:       n.tls.client,
 	}
+}
+
+// tlsConfigs are the node's two TLS roles: serving its port, and dialling
+// peers (Raft and forwarded RPCs) with its own certificate as the client's.
+type tlsConfigs struct {
+	server, client *tls.Config
+}
+
+// loadTLS reads the TLS files of the configuration, if any.
+func (n *Node) loadTLS() error {
+	c := n.cfg
+	if c.TLSCAFile == "" && c.TLSCertFile == "" && c.TLSKeyFile == "" {
+		return nil
+	}
+	files := transport.TLSFiles{CA: c.TLSCAFile, Cert: c.TLSCertFile, Key: c.TLSKeyFile}
+	if files.CA == "" || files.Cert == "" || files.Key == "" {
+		return errors.New("--tls-ca, --tls-cert and --tls-key go together")
+	}
+	var err error
+	if n.tls.server, err = transport.ServerTLS(files); err != nil {
+		return err
+	}
+	if n.tls.client, err = transport.ClientTLS(files); err != nil {
+		return err
+	}
+	return nil
+}
+
+// gossipKey decodes --gossip-key: nil when unset.
+func gossipKey(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-key is not base64: %w", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("--gossip-key must decode to 16, 24 or 32 bytes (AES-128/192/256), got %d", len(key))
 }

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,11 @@ type DialOptions struct {
 	MaxFrameBytes int
 	// Timeout bounds connecting (0: only the context bounds it).
 	Timeout time.Duration
+	// TLS, when set, runs every connection over TLS with this client
+	// configuration (RootCAs: the cluster's CA; Certificates: the client's
+	// own when the nodes require one). ServerName defaults to the dialled
+	// host, so node certificates need the addresses clients use as SANs.
+	TLS *tls.Config
 }
 
 // Conn is one client connection to a node, multiplexing concurrent calls.
@@ -77,6 +83,17 @@ func DialConn(ctx context.Context, addr string, opts DialOptions) (*Conn, error)
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
+	}
+	if opts.TLS != nil {
+		tc := tls.Client(nc, clientTLS(opts.TLS, addr))
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("transport: dial %s: TLS handshake: %w: %w", addr, ErrNotSent, err)
+		}
+		nc = tc
 	}
 	_ = nc.SetWriteDeadline(deadline)
 	if _, err := nc.Write([]byte{protoClient}); err != nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,14 @@ type Config struct {
 	// header. Nodes pass a check against the cluster's member addresses.
 	// It is called for every incoming Raft connection, so keep it cheap.
 	AllowRaft func(remote netip.Addr) bool
+	// TLS, when set, makes every accepted connection a TLS server
+	// connection: the handshake comes before the protocol byte. Set
+	// ClientAuth to tls.RequireAndVerifyClientCert for mutual TLS.
+	TLS *tls.Config
+	// DialTLS, when set, is the client configuration of the Raft
+	// connections this Mux dials (its certificate and the CA that signed
+	// the peers'). ServerName defaults to the dialled host.
+	DialTLS *tls.Config
 }
 
 // Handler serves one client RPC. body is the request's raw msgpack value;
@@ -87,6 +96,8 @@ type Mux struct {
 	log       *slog.Logger
 	localHost string
 	allowRaft func(netip.Addr) bool
+	tls       *tls.Config
+	dialTLS   *tls.Config
 	// headerTimeout is a field so tests can shorten it.
 	headerTimeout time.Duration
 
@@ -127,6 +138,8 @@ func Listen(cfg Config) (*Mux, error) {
 		log:           log.With("component", "transport", "addr", ln.Addr().String()),
 		localHost:     hostOf(ln.Addr()),
 		allowRaft:     cfg.AllowRaft,
+		tls:           cfg.TLS,
+		dialTLS:       cfg.DialTLS,
 		headerTimeout: headerTimeout,
 		ctx:           ctx,
 		cancel:        cancel,
@@ -198,6 +211,10 @@ func (m *Mux) Serve(h Handler) error {
 			}
 		}
 		delay = 0
+		if m.tls != nil {
+			// No I/O yet: handleConn runs the handshake under its deadline.
+			c = tls.Server(c, m.tls)
+		}
 		if !m.track(c, nil) {
 			_ = c.Close()
 			continue
@@ -282,6 +299,15 @@ func (m *Mux) handleConn(c net.Conn, h Handler) {
 	log := m.log.With("remote", c.RemoteAddr().String())
 
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = c.SetWriteDeadline(time.Now().Add(m.headerTimeout))
+		if err := tc.HandshakeContext(m.ctx); err != nil {
+			log.Warn("closing connection: TLS handshake failed", "err", err)
+			m.drop(c)
+			return
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
 	var proto [1]byte
 	if _, err := io.ReadFull(c, proto[:]); err != nil {
 		// Port probes and health checks connect and leave: not worth a warning.
