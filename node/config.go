@@ -41,6 +41,10 @@ type Config struct {
 	TLSCertFile string
 	TLSKeyFile  string
 	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+	// Node-wide bounds against flooding (0: transport defaults, 1024
+	// connections and 256 MiB of requests in flight).
+	MaxConns         int
+	MaxInFlightBytes int64
 
 	Logger *slog.Logger
 }

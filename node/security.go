@@ -79,8 +79,21 @@ func (n *Node) muxConfig() transport.Config {
 		AllowRaft:     n.isPeerHost,
 		TLS:           n.tls.server,
 		DialTLS:       n.tls.client,
+		// Refused from their length prefix, before the frame is read: a
+		// produce carries one batch plus small fields, an offset commit
+		// a group name and a little metadata.
+		MethodMaxBytes: map[transport.Method]int{
+			transport.MethodProduce:      n.cfg.MaxBatchBytes + requestOverhead,
+			transport.MethodOffsetCommit: requestOverhead,
+		},
+		MaxConns:         n.cfg.MaxConns,
+		MaxInFlightBytes: n.cfg.MaxInFlightBytes,
 	}
 }
+
+// requestOverhead bounds a request's fields besides its payload (topic,
+// group and metadata strings, numbers, the envelope).
+const requestOverhead = 64 << 10
 
 // tlsConfigs are the node's two TLS roles: serving its port, and dialling
 // peers (Raft and forwarded RPCs) with its own certificate as the client's.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -113,4 +114,38 @@ func TestRaftFromStrangerRefused(t *testing.T) {
 	// The node's own address is a member's: its groups keep working.
 	cl := c.client()
 	c.createTopic(cl, "t", 1, 1)
+}
+
+// TestOversizedProduceRefusedUnread: a produce frame announcing 16 MiB to
+// a node whose batch limit is 1 MiB is answered from its first bytes,
+// before the node reads (or buffers) the body; so is an offset commit far
+// beyond any sane size.
+func TestOversizedProduceRefusedUnread(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	conn, err := net.Dial("tcp", c.cfgs[0].Addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	br := bufio.NewReader(conn)
+	for i, method := range []transport.Method{transport.MethodProduce, transport.MethodOffsetCommit} {
+		hdr := []byte{}
+		if i == 0 {
+			hdr = append(hdr, 'C')
+		}
+		hdr = binary.BigEndian.AppendUint32(hdr, 16<<20)
+		hdr = append(hdr, 0x95, byte(10+i), byte(method)) // envelope: [id, method, ...
+		_, err = conn.Write(hdr)
+		require.NoError(t, err)
+		f, err := transport.ReadFrame(br, 0)
+		require.NoError(t, err, "%s: no answer before the body", method)
+		require.EqualValues(t, 10+i, f.ID)
+		require.NotNil(t, f.Err, "%s", method)
+		want := transport.ErrInvalidRequest
+		if method == transport.MethodProduce {
+			want = transport.ErrRecordTooLarge
+		}
+		require.Equal(t, want, f.Err.Code, "%s: %v", method, f.Err)
+		_, err = conn.Write(make([]byte, 16<<20-3))
+		require.NoError(t, err)
+	}
 }

@@ -52,6 +52,8 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", os.Getenv("SLUICE_TLS_CERT"), "this node's certificate (PEM), valid for server and client auth, with its addresses as SANs (env SLUICE_TLS_CERT)")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", os.Getenv("SLUICE_TLS_KEY"), "this node's private key (PEM) (env SLUICE_TLS_KEY)")
 	f.StringVar(&cfg.GossipKey, "gossip-key", os.Getenv("SLUICE_GOSSIP_KEY"), "base64 of a 16, 24 or 32-byte key encrypting gossip; the same on every node (env SLUICE_GOSSIP_KEY)")
+	f.IntVar(&cfg.MaxConns, "max-connections", 1024, "most client connections open at once; more are closed at once (Raft connections of members do not count)")
+	f.Int64Var(&cfg.MaxInFlightBytes, "max-inflight-bytes", 256<<20, "most request bytes read and not yet answered, over all connections; further requests wait")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
