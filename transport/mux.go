@@ -420,25 +420,12 @@ func (m *Mux) handleConn(c net.Conn, h Handler) {
 // routeRaft reads the group header and hands the connection to the group's
 // RaftLayer. Reads are unbuffered so no Raft bytes are swallowed.
 func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
-	var n [2]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		log.Warn("closing raft connection: reading group header", "err", err)
+	group, err := readRaftGroup(c)
+	if err != nil {
+		log.Warn("closing raft connection: bad group header", "err", err)
 		m.drop(c)
 		return
 	}
-	size := binary.BigEndian.Uint16(n[:])
-	if size == 0 {
-		log.Warn("closing raft connection: empty group name")
-		m.drop(c)
-		return
-	}
-	name := make([]byte, size)
-	if _, err := io.ReadFull(c, name); err != nil {
-		log.Warn("closing raft connection: reading group name", "err", err)
-		m.drop(c)
-		return
-	}
-	group := string(name)
 	if m.allowRaft != nil {
 		ip, ok := remoteIP(c)
 		if !ok || !m.allowRaft(ip) {
@@ -472,6 +459,25 @@ func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
 	case <-m.ctx.Done():
 		_ = tc.Close()
 	}
+}
+
+// readRaftGroup reads the group header that follows protoRaft: a 2-byte
+// big-endian length and the name. It reads exactly those bytes, so the
+// Raft stream that follows is left untouched.
+func readRaftGroup(r io.Reader) (string, error) {
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return "", fmt.Errorf("reading group header: %w", err)
+	}
+	size := binary.BigEndian.Uint16(n[:])
+	if size == 0 {
+		return "", errors.New("empty group name")
+	}
+	name := make([]byte, size)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return "", fmt.Errorf("reading group name: %w", err)
+	}
+	return string(name), nil
 }
 
 // serveClient runs the client RPC protocol on c until it breaks or the Mux
