@@ -81,9 +81,10 @@ func TestSlowlorisFrame(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	release := make(chan struct{})
+	release, started := make(chan struct{}), make(chan struct{})
 	s := limitedServer(t, Config{IdleTimeout: 100 * time.Millisecond}, func(ctx context.Context, m Method, body []byte) (any, error) {
 		if m == MethodFetch {
+			close(started)
 			<-release // a long poll: the connection is busy, not idle
 		}
 		return Empty{}, nil
@@ -95,6 +96,7 @@ func TestIdleTimeout(t *testing.T) {
 	c := dial(t, s.addr(), DialOptions{})
 	done := make(chan error, 1)
 	go func() { done <- c.Call(testCtx(t), MethodFetch, FetchRequest{}, nil) }()
+	<-started
 	// Several idle periods pass while the call is in progress.
 	idle2 := rawConn(t, s.addr(), []byte{protoClient})
 	requireClosedByPeer(t, idle2)
