@@ -41,6 +41,17 @@ type Config struct {
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
+	// Security (see node/security.go). The three TLS files go together:
+	// with them every connection to and between nodes is mutual TLS 1.3.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+	// Node-wide bounds against flooding (0: transport defaults, 1024
+	// connections and 256 MiB of requests in flight).
+	MaxConns         int
+	MaxInFlightBytes int64
+
 	Logger *slog.Logger
 
 	// wrapPartitionFSM, set by tests only, wraps each partition FSM.

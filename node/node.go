@@ -32,6 +32,7 @@ type Node struct {
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
 	metrics *metrics
+	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
 
@@ -67,7 +68,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 
-	mux, err := transport.Listen(transport.Config{Addr: cfg.Addr, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.logger})
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
+	mux, err := transport.Listen(n.muxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
@@ -76,6 +80,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LocalHost:     cfg.sourceHost(),
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
+		TLS:           n.tls.client,
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)

@@ -79,6 +79,9 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		if err := decode(body, &req); err != nil {
 			return nil, err
 		}
+		if !n.callerIsPeer(ctx) {
+			return nil, transport.Errorf(transport.ErrInvalidRequest, "meta_apply is accepted from cluster nodes only")
+		}
 		if !n.isMetaLeader() {
 			return nil, &transport.Error{Code: transport.ErrNotLeader, Message: "not the metadata leader", Leader: n.metaLeaderHint()}
 		}
