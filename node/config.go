@@ -35,6 +35,13 @@ type Config struct {
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
+	// AgentConfig, when set, is a Flume properties file whose agent
+	// AgentName (default a1) runs inside the node (node/agent.go);
+	// AgentPoll is how often the file is checked for changes (30 s).
+	AgentConfig string
+	AgentName   string
+	AgentPoll   time.Duration
+
 	Logger *slog.Logger
 }
 

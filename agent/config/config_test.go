@@ -35,9 +35,11 @@ func TestParsePropertiesJavaSyntax(t *testing.T) {
 }
 
 var testCatalog = Catalog{
-	Source:      func(t string) bool { return t == "netcat" || t == "seq" },
-	Channel:     func(t string) bool { return t == "memory" || t == "file" },
-	Sink:        func(t string) bool { return t == "null" || t == "logger" || t == "org.apache.flume.sink.kafka.KafkaSink" },
+	Source:  func(t string) bool { return t == "netcat" || t == "seq" },
+	Channel: func(t string) bool { return t == "memory" || t == "file" },
+	Sink: func(t string) bool {
+		return t == "null" || t == "logger" || t == "org.apache.flume.sink.kafka.KafkaSink"
+	},
 	Interceptor: func(t string) bool { return t == "timestamp" },
 	Processor:   func(t string) bool { return t == "default" || t == "failover" },
 	Selector:    func(t string) bool { return t == "replicating" || t == "multiplexing" },

@@ -71,6 +71,7 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(),
 		newBenchCmd(),
 		newChaosCmd(),
+		newAgentCmd(),
 	)
 	return root
 }

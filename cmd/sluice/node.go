@@ -34,7 +34,7 @@ func newNodeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
+			waitForStop(cmd.Context(), n)
 			cfg.Logger.Info("signal received, shutting down")
 			return n.Close()
 		},
@@ -49,6 +49,8 @@ func newNodeCmd() *cobra.Command {
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "number of nodes that form the metadata group on first start")
 	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 1<<20, "largest record batch a produce may carry")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.AgentConfig, "agent-config", "", "Flume properties file of an agent to run in-process (colocated; SIGHUP reloads it)")
+	f.StringVar(&cfg.AgentName, "agent-name", "a1", "name of the colocated agent in --agent-config")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
