@@ -6,19 +6,10 @@ import (
 	"github.com/sluice-io/sluice/agent/flow"
 )
 
-func newHTTP(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
-	return nil, errNotYet
-}
 func newSpoolDir(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
 	return nil, errNotYet
 }
 func newTaildir(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
-	return nil, errNotYet
-}
-func newExec(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
-	return nil, errNotYet
-}
-func newSeq(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
 	return nil, errNotYet
 }
 func newSluice(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
