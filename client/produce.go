@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluice-io/sluice/fsm"
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -140,7 +140,7 @@ func encodeBatch(recs []Record, producerID int64, seq int32, now time.Time) []by
 		}
 		krecs[i] = kr
 	}
-	return fsm.NewBatch(krecs, producerID, 0, seq, first)
+	return batch.NewBatch(krecs, producerID, 0, seq, first)
 }
 
 // batchOverhead is the size of a v2 batch header (offset .. record count).

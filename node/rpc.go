@@ -169,7 +169,7 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 		return nil, err
 	}
 	// Reject a bad batch before it enters the Raft log.
-	if _, _, err := fsm.ParseBatch(req.Batch); err != nil {
+	if err := fsm.ValidateProduce(req.Batch); err != nil {
 		return nil, err
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
