@@ -14,10 +14,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
 # deps installs what the tests need beyond Go modules: iptables for the
-# chaos suite's network partitions (only when root and missing).
+# chaos suite's network partitions (only when root and missing); the
+# clients the agent tests drive (logger, curl, nc; scripts/ensure-tools.sh).
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+	scripts/ensure-tools.sh || echo "some test tools are missing: the tests that drive them skip"
 
 test: deps build
 	$(GO) vet $(PKGS)

@@ -52,6 +52,13 @@ type Config struct {
 	MaxConns         int
 	MaxInFlightBytes int64
 
+	// AgentConfig, when set, is a Flume properties file whose agent
+	// AgentName (default a1) runs inside the node (node/agent.go);
+	// AgentPoll is how often the file is checked for changes (30 s).
+	AgentConfig string
+	AgentName   string
+	AgentPoll   time.Duration
+
 	Logger *slog.Logger
 
 	// wrapPartitionFSM, set by tests only, wraps each partition FSM.

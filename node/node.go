@@ -45,6 +45,8 @@ type Node struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
+
+	agentState // the colocated agent (node/agent.go)
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the
@@ -120,6 +122,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	if err := n.startAgent(ctx); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", cfg.Addr, "gossip", cfg.GossipAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }
@@ -156,6 +162,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopAgent()
 	n.cancel()
 	var errs []error
 	if n.http != nil {

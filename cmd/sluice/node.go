@@ -34,7 +34,7 @@ func newNodeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
+			waitForStop(cmd.Context(), n)
 			cfg.Logger.Info("signal received, shutting down")
 			return n.Close()
 		},
@@ -55,6 +55,8 @@ func newNodeCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxConns, "max-connections", 1024, "most client connections open at once; more are closed at once (Raft connections of members do not count)")
 	f.Int64Var(&cfg.MaxInFlightBytes, "max-inflight-bytes", 256<<20, "most request bytes read and not yet answered, over all connections; further requests wait")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.AgentConfig, "agent-config", "", "Flume properties file of an agent to run in-process (colocated; SIGHUP reloads it)")
+	f.StringVar(&cfg.AgentName, "agent-name", "a1", "name of the colocated agent in --agent-config")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
