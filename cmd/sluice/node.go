@@ -14,6 +14,7 @@ import (
 func newNodeCmd() *cobra.Command {
 	var cfg node.Config
 	var join, logLevel string
+	var kafkaAutoCreate bool
 	cmd := &cobra.Command{
 		Use:         "node",
 		Annotations: longRunning,
@@ -30,6 +31,7 @@ func newNodeCmd() *cobra.Command {
 					cfg.Join = append(cfg.Join, s)
 				}
 			}
+			cfg.KafkaNoAutoCreate = !kafkaAutoCreate
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -48,6 +50,10 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "number of nodes that form the metadata group on first start")
 	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 1<<20, "largest record batch a produce may carry")
+	f.StringVar(&cfg.KafkaAddr, "kafka-addr", "", "Kafka wire-protocol listener address (host:port); empty disables it")
+	f.StringVar(&cfg.KafkaAdvertisedAddr, "kafka-advertised-addr", "", "Kafka address given to clients in metadata (default: the bound --kafka-addr)")
+	f.BoolVar(&kafkaAutoCreate, "kafka-auto-create-topics", true, "let Kafka clients create missing topics (Metadata/Produce), as Kafka's auto.create.topics.enable")
+	f.IntVar(&cfg.KafkaDefaultPartitions, "kafka-default-partitions", 3, "partitions of a topic auto-created or created without a count by a Kafka client")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
