@@ -136,4 +136,3 @@ func newProducerID() (int64, error) {
 }
 
 var errNoKafkaCoordinator = errors.New("no metadata leader with a Kafka listener")
-

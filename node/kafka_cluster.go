@@ -409,4 +409,3 @@ func checkBatchHeader(b []byte) error {
 	}
 	return nil
 }
-
