@@ -46,6 +46,7 @@ bench: build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
 
 lint:
 	gofmt -l . | (! grep .)
