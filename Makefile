@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
 
 lint:
 	gofmt -l . | (! grep .)

@@ -35,6 +35,7 @@ type Node struct {
 	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
+	kafka   *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
@@ -98,6 +99,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 
+	if err := n.listenKafka(); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.members, err = newMembership(&n.cfg)
 	if err != nil {
 		n.closeQuietly()
@@ -116,6 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.logger.Error("rpc server stopped", "err", err)
 		}
 	})
+	n.serveKafka()
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
@@ -170,6 +176,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, n.closeKafka())
 	if n.members != nil {
 		n.members.shutdown()
 	}
