@@ -318,6 +318,7 @@ func (n *Node) Status() *transport.StatusResponse {
 			AppliedIndex:  r.raft().AppliedIndex(),
 			HighWatermark: r.fsm.HighWatermark(),
 			StartOffset:   r.fsm.StartOffset(),
+			Bytes:         r.fsm.Size(),
 		})
 	}
 	sortPartitionStatus(st.Partitions)
