@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -639,6 +640,22 @@ func (l *Log) readViews(offset int64, maxBytes int) ([]segView, error) {
 // BaseOffsetForRaftIndex finds the batch that Raft entry idx appended: its
 // base offset and record count. ok is false if no stored batch has idx.
 func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool) {
+	sb, ok, err := l.storedForRaftIndex(idx)
+	if err != nil {
+		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
+		return 0, 0, false
+	}
+	return sb.offset, int(sb.count), ok
+}
+
+// storedBatch is what the log holds for one Raft entry.
+type storedBatch struct {
+	indexEntry
+	crc uint32 // the batch's own CRC-32C, as stored
+}
+
+// storedForRaftIndex finds the stored batch of Raft entry idx.
+func (l *Log) storedForRaftIndex(idx uint64) (storedBatch, bool, error) {
 	l.mu.RLock()
 	var v segView
 	found := false
@@ -655,22 +672,22 @@ func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool
 	}
 	l.mu.RUnlock()
 	if !found {
-		return 0, 0, false
+		return storedBatch{}, false, nil
 	}
 	defer v.seg.release()
 	i, err := v.search(func(e indexEntry) bool { return e.raftIndex >= idx })
-	if err != nil {
-		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
-		return 0, 0, false
-	}
-	if i >= v.n {
-		return 0, 0, false
+	if err != nil || i >= v.n {
+		return storedBatch{}, false, err
 	}
 	es, err := v.entries(i, i+1)
 	if err != nil || es[0].raftIndex != idx {
-		return 0, 0, false
+		return storedBatch{}, false, err
 	}
-	return es[0].offset, int(es[0].count), true
+	var crc [4]byte
+	if _, err := v.seg.logF.ReadAt(crc[:], es[0].pos+frameHeaderLen+batch.OffCRC); err != nil {
+		return storedBatch{}, false, fmt.Errorf("read %s: %w", v.seg.logPath, err)
+	}
+	return storedBatch{indexEntry: es[0], crc: binary.BigEndian.Uint32(crc[:])}, true, nil
 }
 
 // ApplyRetention deletes whole segments from the oldest on, never the

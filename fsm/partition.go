@@ -45,6 +45,11 @@ const (
 	oldSuffix     = ".old"
 )
 
+// ErrReplayMismatch: a Raft entry replayed after a restart does not match
+// the batch the log stored for it. The partition stops rather than serve
+// data its Raft log does not vouch for.
+var ErrReplayMismatch = errors.New("replayed raft entry does not match the stored batch")
+
 // PartitionConfig configures a partition replica's state machine.
 type PartitionConfig struct {
 	Log          LogConfig
@@ -311,7 +316,13 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	if l.Index <= lg.LastRaftIndex() {
 		// A replay after restart: the batch is on disk already. Rebuild
 		// producer state from where it went and report the original offsets.
-		b, count, ok := lg.BaseOffsetForRaftIndex(l.Index)
+		sb, ok, err := lg.storedForRaftIndex(l.Index)
+		if err != nil {
+			err = fmt.Errorf("replay raft entry %d: %w", l.Index, err)
+			p.fail(err)
+			return err
+		}
+		b := sb.offset
 		switch {
 		case !ok:
 			p.logger.Warn("replayed append is no longer in the log (removed by retention?)", "raft_index", l.Index)
@@ -319,8 +330,11 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 				p.producers.record(info, -1, l.Index)
 			}
 			return &AppendResult{BaseOffset: -1, LastOffset: -1}
-		case count != int(info.count):
-			err := fmt.Errorf("raft entry %d holds %d records but the log has %d at offset %d", l.Index, info.count, count, b)
+		case sb.count != uint32(info.count) || sb.batchLen() != info.length || sb.crc != info.crc:
+			// The log holds something else at this Raft index (a stale
+			// replica's data, or damage): skipping would silently serve it.
+			err := fmt.Errorf("%w: raft entry %d carries a batch of %d records, %d bytes, CRC %#08x, but the log holds %d records, %d bytes, CRC %#08x at offset %d",
+				ErrReplayMismatch, l.Index, info.count, info.length, info.crc, sb.count, sb.batchLen(), sb.crc, b)
 			p.fail(err)
 			return err
 		}
