@@ -30,7 +30,16 @@ type LogConfig struct {
 	RetentionAge   time.Duration // <= 0: unlimited
 	Logger         *slog.Logger
 	Now            func() time.Time // nil: time.Now
+	// OnCorrupt is called when a read finds a stored batch that fails its
+	// checks (the batch is never served).
+	OnCorrupt func(error)
 }
+
+// ErrCorruptLog marks a partition log whose stored data failed its checks:
+// a damaged sealed segment, state file or stored batch. Nothing of it is
+// served; the replica must be rebuilt from its Raft snapshot and log, or
+// from its peers.
+var ErrCorruptLog = errors.New("partition log is corrupt")
 
 func (c *LogConfig) setDefaults() error {
 	if c.Dir == "" {
@@ -126,7 +135,7 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 		if i > 0 && l.segs[i-1].next != s.base {
 			s.release()
 			l.releaseAll()
-			return nil, fmt.Errorf("log %s: segment %d does not follow segment %d (which ends at offset %d)", cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
+			return nil, fmt.Errorf("%w: log %s: segment %d does not follow segment %d (which ends at offset %d)", ErrCorruptLog, cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
 		}
 		l.segs = append(l.segs, s)
 	}
@@ -279,7 +288,7 @@ func (l *Log) loadSealed(s *segment) error {
 	if res.problem != "" {
 		// Offsets after this point live in later segments: truncating here
 		// would leave a hole, so refuse to open rather than serve around it.
-		return fmt.Errorf("sealed segment %s is corrupt at byte %d of %d: %s", s.logPath, res.validEnd, res.fileSize, res.problem)
+		return fmt.Errorf("%w: sealed segment %s is corrupt at byte %d of %d: %s", ErrCorruptLog, s.logPath, res.validEnd, res.fileSize, res.problem)
 	}
 	l.logger.Warn("rebuilt index of sealed segment", "segment", s.logPath, "batches", len(res.entries))
 	s.applyEntries(res.entries, res.validEnd)
@@ -594,6 +603,9 @@ func (l *Log) Read(offset int64, maxBytes, maxRecords int) ([][]byte, error) {
 				return nil, rerr
 			}
 			l.logger.Error("refusing to serve a batch that failed its checks", "err", rerr)
+			if l.cfg.OnCorrupt != nil {
+				l.cfg.OnCorrupt(rerr)
+			}
 			if len(out) > 0 {
 				return out, nil
 			}

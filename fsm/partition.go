@@ -48,7 +48,7 @@ const (
 // ErrReplayMismatch: a Raft entry replayed after a restart does not match
 // the batch the log stored for it. The partition stops rather than serve
 // data its Raft log does not vouch for.
-var ErrReplayMismatch = errors.New("replayed raft entry does not match the stored batch")
+var ErrReplayMismatch = fmt.Errorf("%w: replayed raft entry does not match the stored batch", ErrCorruptLog)
 
 // PartitionConfig configures a partition replica's state machine.
 type PartitionConfig struct {
@@ -185,11 +185,19 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 	if err := recoverRestore(filepath.Clean(cfg.Log.Dir)); err != nil {
 		return nil, err
 	}
+	p := &Partition{}
+	userHook := cfg.Log.OnCorrupt
+	cfg.Log.OnCorrupt = func(err error) {
+		p.fail(fmt.Errorf("%w: %w", ErrCorruptLog, err))
+		if userHook != nil {
+			userHook(err)
+		}
+	}
 	l, err := OpenLog(cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)
 	}
-	p := &Partition{
+	*p = Partition{
 		cfg:       cfg,
 		logger:    cfg.Logger,
 		log:       l,

@@ -103,6 +103,7 @@ func (n *Node) reconcileReplicas() {
 			if cerr := r.close(); cerr != nil {
 				n.logger.Warn("close failed replica", "err", cerr)
 			}
+			n.replicaFailed(r, err)
 			continue
 		}
 		if _, ok := want[r.key]; ok {
@@ -137,7 +138,7 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 		return nil
 	}
 	dir := n.partitionDir(k)
-	pf, err := fsm.NewPartition(fsm.PartitionConfig{
+	pf, err := n.openPartitionFSM(dir, fsm.PartitionConfig{
 		Log: fsm.LogConfig{
 			Dir:            filepath.Join(dir, "log"),
 			SegmentBytes:   n.cfg.SegmentBytes,
