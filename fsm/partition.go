@@ -647,6 +647,12 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 // copyFrames appends every frame of a snapshot stream to l until the
 // all-zero end marker.
 func copyFrames(r io.Reader, l *Log) (int, error) {
+	return readSnapshotFrames(r, l.appendFrame)
+}
+
+// readSnapshotFrames calls fn with every frame of a snapshot stream until
+// the all-zero end marker; the frame is only valid during the call.
+func readSnapshotFrames(r io.Reader, fn func(frame []byte) error) (int, error) {
 	var buf bytes.Buffer
 	prefix := make([]byte, frameHeaderLen+lengthPrefix)
 	zero := make([]byte, frameHeaderLen)
@@ -672,7 +678,7 @@ func copyFrames(r io.Reader, l *Log) (int, error) {
 			return n, fmt.Errorf("read frame %d (%d bytes declared): %w", n, size, err)
 		}
 		frame := buf.Bytes()
-		if err := l.appendFrame(frame); err != nil {
+		if err := fn(frame); err != nil {
 			return n, fmt.Errorf("frame %d: %w", n, err)
 		}
 	}
