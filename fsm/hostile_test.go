@@ -146,3 +146,21 @@ func TestReplayMismatchFailsLoudly(t *testing.T) {
 	require.ErrorIs(t, err, ErrReplayMismatch)
 	require.ErrorIs(t, q.Err(), ErrReplayMismatch)
 }
+
+// A replayed entry that no longer holds a valid batch, where the log
+// stored one (the Raft log store was damaged), stops the partition too.
+func TestReplayOfDamagedEntryFailsLoudly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	p := newTestPartition(t, dir, 0)
+	b := plainBatch(t, 2)
+	mustAppend(t, p, 1, 1, b)
+	require.NoError(t, p.Close())
+	q := newTestPartition(t, dir, 0)
+	damaged := bytes.Clone(b)
+	damaged[len(damaged)-2] ^= 1
+	res := q.Apply(cmdLog(1, 1, EncodeAppend(damaged)))
+	err, _ := res.(error)
+	require.ErrorIs(t, err, ErrDamagedRaftEntry)
+	require.ErrorIs(t, q.Err(), ErrDamagedRaftEntry)
+	require.NotErrorIs(t, q.Err(), ErrCorruptLog, "rebuilding the segments from a damaged Raft log would lose the batch")
+}

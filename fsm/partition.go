@@ -50,6 +50,13 @@ const (
 // data its Raft log does not vouch for.
 var ErrReplayMismatch = fmt.Errorf("%w: replayed raft entry does not match the stored batch", ErrCorruptLog)
 
+// ErrDamagedRaftEntry: a replayed Raft entry fails its batch checks although
+// the log stored a valid batch for it, so the Raft log store is damaged.
+// Rebuilding the segments from it would lose that batch, so the partition
+// just stops (it is not ErrCorruptLog); the replica needs rebuilding from
+// its peers by an operator.
+var ErrDamagedRaftEntry = errors.New("replayed raft entry is damaged")
+
 // PartitionConfig configures a partition replica's state machine.
 type PartitionConfig struct {
 	Log          LogConfig
@@ -299,6 +306,15 @@ func (p *Partition) Apply(l *raft.Log) any {
 func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	info, err := checkBatch(batch)
 	if err != nil {
+		lg := p.currentLog()
+		if l.Index <= lg.LastRaftIndex() {
+			// The log stored a valid batch for this entry, so the entry
+			// itself was damaged since (the Raft log store).
+			if _, ok, _ := lg.storedForRaftIndex(l.Index); ok {
+				err = fmt.Errorf("%w: raft entry %d no longer holds a valid batch (%v) but the log stored one for it", ErrDamagedRaftEntry, l.Index, err)
+				p.fail(err)
+			}
+		}
 		return err
 	}
 	if at != 0 {
