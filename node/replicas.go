@@ -146,7 +146,9 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 			RetentionAge:   time.Duration(t.RetentionMs) * time.Millisecond,
 			Logger:         n.logger.With("partition", k.String()),
 		},
-		Logger: n.logger.With("partition", k.String()),
+		Logger:            n.logger.With("partition", k.String()),
+		OffsetsRetention:  n.cfg.OffsetsRetention,
+		MaxTimestampAhead: n.cfg.MaxTimestampAhead,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -48,6 +49,8 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "number of nodes that form the metadata group on first start")
 	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 1<<20, "largest record batch a produce may carry")
+	f.DurationVar(&cfg.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "expire a consumer group's offsets this long after its last commit (negative: never)")
+	f.DurationVar(&cfg.MaxTimestampAhead, "max-timestamp-ahead", time.Hour, "refuse record batches timestamped further ahead of the leader's clock (negative: no check)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
