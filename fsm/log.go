@@ -511,6 +511,17 @@ func (l *Log) rollLocked() (*segment, error) {
 	return s, nil
 }
 
+// advanceRaftIndex records that Raft entries up to idx are applied although
+// the log holds no batch of theirs (snapshot restore); Sync makes it
+// durable in the state file.
+func (l *Log) advanceRaftIndex(idx uint64) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if idx > l.lastRaft.Load() {
+		l.lastRaft.Store(idx)
+	}
+}
+
 // Sync fsyncs the active segment and its index (sealed segments were
 // fsynced when they were rolled).
 func (l *Log) Sync() error {

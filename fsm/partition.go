@@ -622,6 +622,11 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 		return fmt.Errorf("restore: open temporary log: %w", err)
 	}
 	frames, err := copyFrames(r, tl)
+	if err == nil && tl.NextOffset() == hdr.NextOffset && tl.LastRaftIndex() < hdr.LastRaftIndex {
+		// Retention had removed the batches of the last entries: the
+		// snapshot still vouches for their Raft index.
+		tl.advanceRaftIndex(hdr.LastRaftIndex)
+	}
 	if err == nil && (tl.NextOffset() != hdr.NextOffset || tl.LastRaftIndex() != hdr.LastRaftIndex) {
 		err = fmt.Errorf("snapshot frames end at offset %d, raft index %d; header says %d, %d",
 			tl.NextOffset(), tl.LastRaftIndex(), hdr.NextOffset, hdr.LastRaftIndex)
