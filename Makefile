@@ -6,7 +6,7 @@ PKGS    := ./...
 # Go test timeout for the whole suite (the short chaos run included).
 TEST_TIMEOUT ?= 18m
 
-.PHONY: all build image test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
+.PHONY: all build image test unit chaos chaos-short bench fuzz fuzz-short lint deps cluster stop status clean
 
 all: build
 
@@ -28,7 +28,7 @@ deps:
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
 	scripts/ensure-tools.sh || echo "some test tools are missing: the tests that drive them skip"
 
-test: deps build
+test: deps build fuzz-short
 	$(GO) vet $(PKGS)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(PKGS)
 
@@ -50,14 +50,33 @@ chaos: deps build
 
 # Three runs each: report medians, the machines are shared and noisy.
 bench: build
-	$(GO) test -run '^$$' -bench . -count 3 ./fsm/ ./transport/
+	$(GO) test -run '^$$' -bench . -count 3 ./batch/ ./fsm/ ./transport/
 	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
 
+# Fuzz targets as package:FuzzName, one a line; each also runs its seed
+# corpus (testdata/fuzz/) as a normal test.
+FUZZ_TARGETS := \
+	./transport/:FuzzReadFrame \
+	./batch/:FuzzValidateAndWalk \
+	./fsm/:FuzzSegmentFrame \
+	./fsm/:FuzzIndexEntries \
+	./fsm/:FuzzSnapshotHeader \
+	./transport/:FuzzConnHeader \
+	./agent/chain/:FuzzDecodeAppendBatch \
+	./kafka/:FuzzDecodeRequest \
+	./agent/channel/:FuzzDecodeRecord
+FUZZ_TIME ?= 60s
+FUZZ_SHORT_TIME ?= 3s
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
-	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZ_TIME) "$${t%%:*}"; \
+	done
+
+# fuzz-short is part of make test: a few seconds of each target.
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_SHORT_TIME)
 
 lint:
 	gofmt -l . | (! grep .)

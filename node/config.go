@@ -53,6 +53,12 @@ type Config struct {
 	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
+	// OffsetsRetention expires a consumer group's offsets this long after
+	// its last commit (default 7 days; negative: never).
+	OffsetsRetention time.Duration
+	// MaxTimestampAhead refuses batches timestamped further ahead of the
+	// leader's clock (default 1 h; negative: no check).
+	MaxTimestampAhead time.Duration
 
 	// Security (see node/security.go). The three TLS files go together:
 	// with them every connection to and between nodes is mutual TLS 1.3.

@@ -123,6 +123,7 @@ func (n *Node) reconcileReplicas() {
 			if cerr := r.close(); cerr != nil {
 				n.logger.Warn("close failed replica", "err", cerr)
 			}
+			n.replicaFailed(r, err)
 			continue
 		}
 		if _, ok := want[r.key]; ok && topics[r.key.topic].ID == r.topicID {
@@ -197,7 +198,7 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 	if err := n.makeReplicaDir(dir); err != nil {
 		return err
 	}
-	pf, err := fsm.NewPartition(fsm.PartitionConfig{
+	pf, err := n.openPartitionFSM(dir, fsm.PartitionConfig{
 		Log: fsm.LogConfig{
 			Dir:            filepath.Join(dir, "log"),
 			SegmentBytes:   n.cfg.SegmentBytes,
@@ -205,7 +206,9 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 			RetentionAge:   time.Duration(t.RetentionMs) * time.Millisecond,
 			Logger:         n.logger.With("partition", k.String()),
 		},
-		Logger: n.logger.With("partition", k.String()),
+		Logger:            n.logger.With("partition", k.String()),
+		OffsetsRetention:  n.cfg.OffsetsRetention,
+		MaxTimestampAhead: n.cfg.MaxTimestampAhead,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)
