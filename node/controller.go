@@ -16,37 +16,6 @@ import (
 // non-voters and still receive every metadata change.
 const maxMetaVoters = 5
 
-// bootstrapLoop bootstraps the metadata group once gossip has seen exactly
-// BootstrapExpect nodes (the Consul pattern). Every one of them bootstraps
-// with the same configuration, which hashicorp/raft allows. A node that
-// finds more nodes than expected waits for the leader to add it.
-func (n *Node) bootstrapLoop() {
-	for {
-		if n.metaRG.hasState() {
-			return
-		}
-		alive := n.members.alive()
-		if len(alive) == n.cfg.BootstrapExpect {
-			servers := make([]raft.Server, 0, len(alive))
-			for _, m := range alive {
-				servers = append(servers, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RPCAddr)})
-			}
-			n.logger.Info("bootstrapping metadata group", "voters", len(servers))
-			if err := n.metaRG.bootstrap(servers); err != nil {
-				n.logger.Error("bootstrap metadata group", "err", err)
-			}
-			return
-		}
-		if len(alive) > n.cfg.BootstrapExpect {
-			n.logger.Info("cluster already larger than bootstrap-expect; waiting to be added", "seen", len(alive))
-			return
-		}
-		if !n.sleep(time.Second, n.members.Changed()) {
-			return
-		}
-	}
-}
-
 func (n *Node) isMetaLeader() bool {
 	return n.metaRG.raft.State() == raft.Leader
 }

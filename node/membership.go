@@ -21,6 +21,11 @@ type memberMeta struct {
 	ID       string `msgpack:"id"`
 	RPCAddr  string `msgpack:"rpc"`
 	HTTPAddr string `msgpack:"http"`
+	// Bootstrap state (see bootstrap.go): Raft is set once the node has
+	// metadata Raft state, so no peer bootstraps another cluster; Proposal
+	// is the digest of the voter set it would bootstrap with.
+	Raft     bool   `msgpack:"raft,omitempty"`
+	Proposal string `msgpack:"prop,omitempty"`
 }
 
 // member is one node as the local gossip view sees it.
@@ -33,6 +38,8 @@ type member struct {
 // latest view of every peer and signals changes.
 type membership struct {
 	list   *memberlist.Memberlist
+	metaMu sync.Mutex
+	own    memberMeta
 	meta   []byte
 	logger *slog.Logger
 
@@ -53,7 +60,7 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}
-	m := &membership{meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{})}
+	m := &membership{own: memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr}, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{})}
 
 	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -93,6 +100,25 @@ func (m *membership) join(seeds []string) (int, error) {
 		return 0, nil
 	}
 	return m.list.Join(seeds)
+}
+
+// setBootstrapState publishes this node's bootstrap state to its peers.
+func (m *membership) setBootstrapState(hasRaft bool, proposal string) error {
+	m.metaMu.Lock()
+	if m.own.Raft == hasRaft && m.own.Proposal == proposal {
+		m.metaMu.Unlock()
+		return nil
+	}
+	m.own.Raft, m.own.Proposal = hasRaft, proposal
+	meta, err := msgpack.Marshal(m.own)
+	if err == nil {
+		m.meta = meta
+	}
+	m.metaMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode gossip meta: %w", err)
+	}
+	return m.list.UpdateNode(time.Second)
 }
 
 // Changed returns a channel closed at the next membership change.
@@ -167,6 +193,8 @@ func stateName(s memberlist.NodeStateType) string {
 
 // memberlist.Delegate: only node metadata is used.
 func (m *membership) NodeMeta(limit int) []byte {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
 	if len(m.meta) > limit {
 		m.logger.Error("gossip metadata too large", "size", len(m.meta), "limit", limit)
 		return nil
