@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -45,6 +47,10 @@ type membership struct {
 
 	mu      sync.Mutex
 	changed chan struct{}
+	// peerMeta copies each node's gossip metadata when memberlist reports
+	// it (under memberlist's lock): the *Node that Members returns is
+	// updated in place, so reading its Meta later would race.
+	peerMeta map[string][]byte
 }
 
 func newMembership(cfg *Config) (*membership, error) {
@@ -60,7 +66,7 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}
-	m := &membership{own: memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr}, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{})}
+	m := &membership{own: memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr}, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peerMeta: map[string][]byte{}}
 
 	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -138,8 +144,11 @@ func (m *membership) notify() {
 // Members lists every node gossip knows, sorted by id, with its state.
 func (m *membership) Members() []member {
 	var out []member
+	m.mu.Lock()
+	metas := maps.Clone(m.peerMeta)
+	m.mu.Unlock()
 	for _, n := range m.list.Members() {
-		mm, ok := decodeMeta(n)
+		mm, ok := decodeMeta(metas[n.Name])
 		if !ok {
 			continue
 		}
@@ -169,9 +178,9 @@ func (m *membership) shutdown() {
 	}
 }
 
-func decodeMeta(n *memberlist.Node) (memberMeta, bool) {
+func decodeMeta(meta []byte) (memberMeta, bool) {
 	var mm memberMeta
-	if len(n.Meta) == 0 || msgpack.Unmarshal(n.Meta, &mm) != nil || mm.ID == "" {
+	if len(meta) == 0 || msgpack.Unmarshal(meta, &mm) != nil || mm.ID == "" {
 		return mm, false
 	}
 	return mm, true
@@ -208,6 +217,7 @@ func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate
 func (m *membership) NotifyJoin(n *memberlist.Node) {
+	m.copyMeta(n)
 	m.logger.Info("member joined", "name", n.Name, "addr", n.Address())
 	m.notify()
 }
@@ -215,7 +225,16 @@ func (m *membership) NotifyLeave(n *memberlist.Node) {
 	m.logger.Info("member left or failed", "name", n.Name, "state", stateName(n.State))
 	m.notify()
 }
-func (m *membership) NotifyUpdate(n *memberlist.Node) { m.notify() }
+func (m *membership) NotifyUpdate(n *memberlist.Node) {
+	m.copyMeta(n)
+	m.notify()
+}
+
+func (m *membership) copyMeta(n *memberlist.Node) {
+	m.mu.Lock()
+	m.peerMeta[n.Name] = bytes.Clone(n.Meta)
+	m.mu.Unlock()
+}
 
 // boundTransport makes memberlist's TCP dials leave from the node's own
 // address (UDP already does: it sends from the bound socket).
