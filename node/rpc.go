@@ -168,6 +168,9 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	if err != nil {
 		return nil, err
 	}
+	if err := n.checkFreeSpace(); err != nil {
+		return nil, err
+	}
 	// Reject a bad batch before it enters the Raft log.
 	if _, _, err := fsm.ParseBatch(req.Batch); err != nil {
 		return nil, err
@@ -265,6 +268,9 @@ func (n *Node) offsetCommit(req transport.OffsetCommitRequest) error {
 	}
 	r, err := n.leaderReplica(req.Topic, req.Partition, false)
 	if err != nil {
+		return err
+	}
+	if err := n.checkFreeSpace(); err != nil {
 		return err
 	}
 	f := r.raft().Apply(fsm.EncodeOffsetCommit(req.Group, req.Offset, req.Metadata), 10*time.Second)

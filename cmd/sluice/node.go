@@ -48,6 +48,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 3, "number of nodes that form the metadata group on first start")
 	f.IntVar(&cfg.MaxBatchBytes, "max-batch-bytes", 1<<20, "largest record batch a produce may carry")
+	f.Int64Var(&cfg.MinFreeBytes, "min-free-bytes", 64<<20, "free-space floor of the data dir: below it produces and offset commits are refused (retriable) until space is freed; negative disables")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
