@@ -102,7 +102,17 @@ func (n *Node) applyMeta(ctx context.Context, cmd []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return n.pool.Call(ctx, addr, transport.MethodMetaApply, transport.MetaApplyRequest{Command: cmd}, nil)
+	return forwardErr(n.pool.Call(ctx, addr, transport.MethodMetaApply, transport.MetaApplyRequest{Command: cmd}, nil))
+}
+
+// forwardErr makes a forward that never reached the metadata leader (it
+// is gone; an election is due) retriable for the client instead of an
+// unknown error.
+func forwardErr(err error) error {
+	if err != nil && errors.Is(err, transport.ErrNotSent) {
+		return transport.Errorf(transport.ErrUnavailable, "metadata leader unreachable: %v", err)
+	}
+	return err
 }
 
 func (n *Node) applyMetaLocal(cmd []byte) error {
@@ -154,7 +164,7 @@ func (n *Node) createTopic(ctx context.Context, req transport.CreateTopicRequest
 		if addr == "" {
 			return transport.Errorf(transport.ErrUnavailable, "no metadata leader")
 		}
-		return n.pool.Call(ctx, addr, transport.MethodCreateTopic, req, nil)
+		return forwardErr(n.pool.Call(ctx, addr, transport.MethodCreateTopic, req, nil))
 	}
 	// A new leader applies its predecessor's last entries only after a
 	// barrier: until then its view of brokers and topics may be stale.

@@ -23,8 +23,12 @@ const TopicLifecycle = "topic-lifecycle"
 // topic would restart.
 const LifecycleTopic = "chaos-lifecycle"
 
-// lifecycleRecords is how many records each incarnation gets.
-const lifecycleRecords = 50
+// lifecycleRecords is how many records each incarnation gets, within
+// produceBudget.
+const (
+	lifecycleRecords = 50
+	produceBudget    = 15 * time.Second
+)
 
 // TopicAdmin is what the lifecycle fault needs of a client.
 type TopicAdmin interface {
@@ -53,6 +57,7 @@ type lifecycleFault struct {
 	state    *lifecycleState
 	node     string
 	cut      bool     // partitioned rather than killed
+	skip     bool     // the delete or re-create failed: nothing to check
 	acked    []string // acknowledged values of the current incarnation
 	inc      int
 	settle   time.Duration // pause between polls while waiting for replicas
@@ -109,7 +114,7 @@ func (f *lifecycleFault) Inject(ctx context.Context) ([]string, string, error) {
 		f.inc = f.state.incarnation
 		f.state.mu.Unlock()
 	}
-	f.node = pick(f.env, nodes, nil)
+	f.node, f.skip = pick(f.env, nodes, nil), false
 	f.cut = f.env.Net != nil && f.env.intn(2) == 0
 	how := "killed"
 	if f.cut {
@@ -120,12 +125,24 @@ func (f *lifecycleFault) Inject(ctx context.Context) ([]string, string, error) {
 	} else if err := f.env.Target.Kill(ctx, f.node); err != nil {
 		errs = append(errs, fmt.Errorf("kill %s: %w", f.node, err))
 	}
-	if err := f.admin.DeleteTopic(ctx, LifecycleTopic); err != nil {
+	// The metadata leader may be the node just taken away: retry through
+	// the election.
+	if err := f.retry(ctx, func() error { return f.admin.DeleteTopic(ctx, LifecycleTopic) }); err != nil {
 		errs = append(errs, fmt.Errorf("delete: %w", err))
+		f.skip = true
 	}
-	// Without the node, only the others count as live for placement.
-	if err := f.retry(ctx, func() error { return f.admin.CreateTopic(ctx, LifecycleTopic, f.rf(len(nodes)-1)) }); err != nil {
+	// Until gossip marks the node dead the controller still places
+	// replicas on it (the case that matters: it then hosts both the old
+	// and the new incarnation); after that only the others are live.
+	create := func() error {
+		if err := f.admin.CreateTopic(ctx, LifecycleTopic, f.rf(len(nodes))); err == nil {
+			return nil
+		}
+		return f.admin.CreateTopic(ctx, LifecycleTopic, f.rf(len(nodes)-1))
+	}
+	if err := f.retry(ctx, create); err != nil && !f.skip {
 		errs = append(errs, fmt.Errorf("re-create: %w", err))
+		f.skip = true
 	}
 	f.acked = nil
 	f.produce(ctx, f.inc)
@@ -133,8 +150,11 @@ func (f *lifecycleFault) Inject(ctx context.Context) ([]string, string, error) {
 	return []string{f.node}, desc, errors.Join(errs...)
 }
 
-// produce appends the incarnation's values, keeping the acknowledged ones.
+// produce appends the incarnation's values, keeping the acknowledged ones;
+// it gives up after produceBudget (the fault must not outlast its window).
 func (f *lifecycleFault) produce(ctx context.Context, inc int) {
+	ctx, cancel := context.WithTimeout(ctx, produceBudget)
+	defer cancel()
 	for i := range lifecycleRecords {
 		v := lifecycleValue(inc, i)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -173,6 +193,9 @@ func (f *lifecycleFault) Heal(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("bring %s back: %w", f.node, err)
+	}
+	if f.skip {
+		return nil // the inject's error says why; the incarnation did not change as planned
 	}
 	return f.check(ctx)
 }
