@@ -436,6 +436,9 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 		return err
 	}
 	env := nemesis.NewEnv(r.cl, netw, opts.Seed)
+	admin := newLifecycleAdmin(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "lifecycle-client"))
+	defer admin.Close()
+	env.Admin = admin
 	plan := nemesis.Plan(r.kinds, opts.Interval, opts.TimeLimit, rand.New(rand.NewSource(opts.Seed)))
 	sched := &nemesis.Scheduler{Env: env, Recorder: r.rec, Logger: r.logger}
 

@@ -42,6 +42,10 @@ type Config struct {
 	// group (default 16 MiB): MaxAppendEntries = MaxAppendBytes /
 	// MaxBatchBytes, at least 1 (see raftgroup.go).
 	MaxAppendBytes int
+	// MinFreeBytes is the free-space floor of the data dir's filesystem:
+	// below it produces and offset commits are refused with a retriable
+	// error (default 64 MiB; negative disables).
+	MinFreeBytes int64
 
 	// Raft timing of the partition and metadata groups. Loopback defaults:
 	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
@@ -113,6 +117,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 64 << 20
 	}
 	if c.MaxAppendBytes == 0 {
 		c.MaxAppendBytes = 16 << 20

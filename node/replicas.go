@@ -115,7 +115,13 @@ func (n *Node) reconcileReplicas() {
 		if err := r.fsm.Err(); err != nil {
 			// The partition stopped after a failed disk write. Reopen it:
 			// the log recovers to its last good batch and Raft replays
-			// the rest.
+			// the rest. Not while the disk is (nearly) full: the replay
+			// would fail again, and each reopen of a leader moves the
+			// leadership around for nothing.
+			if n.diskLow() {
+				n.logger.Warn("partition failed and the data dir is below the free-space floor; reopening once space is back", "partition", r.key.String(), "err", err)
+				continue
+			}
 			n.logger.Error("partition failed; reopening", "partition", r.key.String(), "err", err)
 			n.mu.Lock()
 			delete(n.replicas, r.key)

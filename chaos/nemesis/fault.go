@@ -66,6 +66,7 @@ var Families = map[string][]string{
 	"partition": {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
 	"restart":   {RestartAll},
 	"combo":     {Combo},
+	"lifecycle": {TopicLifecycle}, // not in AllKinds (not in "all") until it has run reliably
 }
 
 // AllKinds lists every fault kind.
@@ -152,6 +153,8 @@ type Env struct {
 	Net    Network
 	Rng    *rand.Rand
 	mu     *sync.Mutex // guards Rng, shared by concurrent users of an Env
+	Admin  TopicAdmin  // topic-lifecycle only; nil otherwise
+	life   *lifecycleState
 }
 
 func (e Env) intn(n int) int {
@@ -188,6 +191,8 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return &partitionFault{kind: kind, env: env}, nil
 	case Combo:
 		return newCombo(env)
+	case TopicLifecycle:
+		return newLifecycle(env)
 	}
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }
