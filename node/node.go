@@ -35,6 +35,7 @@ type Node struct {
 	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
+	kafka   *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
@@ -45,6 +46,8 @@ type Node struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
+
+	agentState // the colocated agent (node/agent.go)
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the
@@ -55,6 +58,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	n := &Node{
 		cfg:        cfg,
@@ -82,16 +88,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()
 		return nil, err
 	}
 
+	if err := n.listenKafka(); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.members, err = newMembership(&n.cfg)
 	if err != nil {
 		n.closeQuietly()
@@ -110,12 +121,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.logger.Error("rpc server stopped", "err", err)
 		}
 	})
+	n.serveKafka()
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	if err := n.startAgent(ctx); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", cfg.Addr, "gossip", cfg.GossipAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }
@@ -152,6 +168,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopAgent()
 	n.cancel()
 	var errs []error
 	if n.http != nil {
@@ -159,6 +176,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, n.closeKafka())
 	if n.members != nil {
 		n.members.shutdown()
 	}
