@@ -48,6 +48,7 @@ bench: build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
 
 lint:

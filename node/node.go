@@ -32,6 +32,7 @@ type Node struct {
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
 	metrics *metrics
+	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
 
@@ -55,6 +56,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("node", cfg.ID),
@@ -64,7 +68,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 
-	mux, err := transport.Listen(transport.Config{Addr: cfg.Addr, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.logger})
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
+	mux, err := transport.Listen(n.muxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
@@ -73,14 +80,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LocalHost:     cfg.sourceHost(),
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
+		TLS:           n.tls.client,
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()

@@ -62,11 +62,11 @@ func TestTaildirGroupsAndHeaders(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.WriteString("b2 part")
 	require.NoError(t, err)
-	evs := proc.waitEvents(t, 4)
+	proc.waitEvents(t, 4)
 	_, err = f.WriteString("ial\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	evs = proc.waitEvents(t, 5)
+	evs := proc.waitEvents(t, 5)
 	byBody := map[string]flow.Event{}
 	for _, e := range evs {
 		byBody[string(e.Body)] = e
