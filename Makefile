@@ -6,12 +6,19 @@ PKGS    := ./...
 # Go test timeout for the whole suite (the short chaos run included).
 TEST_TIMEOUT ?= 18m
 
-.PHONY: all build test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
+.PHONY: all build image test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
+
+# image builds the Docker image docker-compose.yml runs: FROM scratch with
+# the static binary, bin/ as the build context (nothing is pulled).
+IMAGE ?= sluice:latest
+image:
+	CGO_ENABLED=0 $(GO) build -o bin/sluice-static ./cmd/sluice
+	docker build -q -t $(IMAGE) -f Dockerfile bin || DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) -f Dockerfile bin
 
 # deps installs what the tests need beyond Go modules: iptables for the
 # chaos suite's network partitions (only when root and missing); the
@@ -50,6 +57,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
 
 lint:
 	gofmt -l . | (! grep .)

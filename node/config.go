@@ -23,6 +23,19 @@ type Config struct {
 	Join            []string // gossip seeds
 	BootstrapExpect int      // metadata voters to wait for before bootstrapping (default 3)
 
+	// Kafka wire listener (see kafka/): "" disables it. The advertised
+	// address defaults to the bound one.
+	KafkaAddr           string
+	KafkaAdvertisedAddr string
+	// KafkaNoAutoCreate turns off topic auto-creation by Kafka clients
+	// (on by default, as in Kafka); new topics get KafkaDefaultPartitions
+	// (default 3) and min(3, live nodes) replicas.
+	KafkaNoAutoCreate      bool
+	KafkaDefaultPartitions int
+	// KafkaInitialRebalanceDelay holds the first rebalance of an empty
+	// group open for more members (Kafka's group.initial.rebalance.delay.ms).
+	KafkaInitialRebalanceDelay time.Duration
+
 	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
 	MaxFrameBytes int // largest RPC frame (default 16 MiB)
 	// MaxAppendBytes bounds one Raft AppendEntries message of a partition
@@ -52,6 +65,13 @@ type Config struct {
 	MaxConns         int
 	MaxInFlightBytes int64
 
+	// AgentConfig, when set, is a Flume properties file whose agent
+	// AgentName (default a1) runs inside the node (node/agent.go);
+	// AgentPoll is how often the file is checked for changes (30 s).
+	AgentConfig string
+	AgentName   string
+	AgentPoll   time.Duration
+
 	Logger *slog.Logger
 
 	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
@@ -78,6 +98,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BootstrapExpect < 1 {
 		return fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect)
+	}
+	if c.KafkaDefaultPartitions == 0 {
+		c.KafkaDefaultPartitions = 3
 	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 1 << 20

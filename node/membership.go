@@ -22,6 +22,8 @@ type memberMeta struct {
 	ID       string `msgpack:"id"`
 	RPCAddr  string `msgpack:"rpc"`
 	HTTPAddr string `msgpack:"http"`
+	// KafkaAddr is the advertised Kafka listener, "" without one.
+	KafkaAddr string `msgpack:"kafka,omitempty"`
 }
 
 // member is one node as the local gossip view sees it.
@@ -50,7 +52,7 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
 	}
-	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr})
+	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr})
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}

@@ -35,6 +35,7 @@ type Node struct {
 	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
+	kafka   *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
@@ -45,6 +46,8 @@ type Node struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
+
+	agentState // the colocated agent (node/agent.go)
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the
@@ -96,6 +99,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 
+	if err := n.listenKafka(); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.members, err = newMembership(&n.cfg)
 	if err != nil {
 		n.closeQuietly()
@@ -114,12 +121,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.logger.Error("rpc server stopped", "err", err)
 		}
 	})
+	n.serveKafka()
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	if err := n.startAgent(ctx); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", cfg.Addr, "gossip", cfg.GossipAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }
@@ -156,6 +168,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopAgent()
 	n.cancel()
 	var errs []error
 	if n.http != nil {
@@ -163,6 +176,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, n.closeKafka())
 	if n.members != nil {
 		n.members.shutdown()
 	}

@@ -72,6 +72,7 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(),
 		newBenchCmd(),
 		newChaosCmd(),
+		newAgentCmd(),
 	)
 	return root
 }
