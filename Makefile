@@ -6,12 +6,6 @@ PKGS    := ./...
 # Go test timeout for the whole suite (the short chaos run included).
 TEST_TIMEOUT ?= 18m
 
-.PHONY: bench-agent
-# bench-agent: netcat → file channel → sluice sink at R=3 against a local cluster.
-bench-agent: build
-	scripts/cluster.sh start
-	bin/sluice bench agent --server 127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073; status=$$?; scripts/cluster.sh stop; exit $$status
-
 .PHONY: all build test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
 
 all: build
@@ -51,6 +45,12 @@ chaos: deps build
 bench: build
 	$(GO) test -run '^$$' -bench . -count 3 ./fsm/ ./transport/
 	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
+
+.PHONY: bench-agent
+# bench-agent: netcat → file channel → sluice sink at R=3 against a local cluster.
+bench-agent: build
+	scripts/cluster.sh start
+	bin/sluice bench agent --server 127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073; status=$$?; scripts/cluster.sh stop; exit $$status
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
