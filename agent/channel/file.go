@@ -41,7 +41,6 @@ type File struct {
 	size   int64
 	buf    []byte
 	broken error // a write that could not be undone: refuse commits
-	lastCk time.Time
 	smu    sync.Mutex
 	freeOK time.Time // last time free space was checked and sufficient (smu)
 

@@ -69,10 +69,7 @@ func NewSluice(name string, p *flow.Props, d flow.Deps) (flow.Channel, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	var servers []string
-	for _, f := range strings.FieldsFunc(get("", "servers", "kafka.bootstrap.servers"), func(r rune) bool { return r == ',' || r == ' ' }) {
-		servers = append(servers, f)
-	}
+	servers := strings.FieldsFunc(get("", "servers", "kafka.bootstrap.servers"), func(r rune) bool { return r == ',' || r == ' ' })
 	if len(servers) == 0 {
 		servers = d.Servers
 	}

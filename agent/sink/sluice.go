@@ -129,11 +129,7 @@ func first(p *flow.Props, def string, keys ...string) string {
 }
 
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 func (s *Sluice) Start(context.Context) error { s.counters.MarkStart(); return nil }
