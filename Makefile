@@ -55,6 +55,9 @@ bench-agent: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 30s ./agent/channel/
+	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
 
 lint:
 	gofmt -l . | (! grep .)

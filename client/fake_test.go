@@ -121,6 +121,15 @@ func (fc *fakeCluster) createLocked(name string, parts int, leader int) {
 	fc.topics[name] = t
 }
 
+// forgetProducers drops every producer's state of a partition, as a
+// server does when it evicts them.
+func (fc *fakeCluster) forgetProducers(topic string, part int32) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	l := fc.topics[topic].parts[part]
+	l.producers, l.nextSeq = map[int64]map[int32][2]int64{}, map[int64]int32{}
+}
+
 // setLeader moves the leadership of every partition of topic to node i.
 func (fc *fakeCluster) setLeader(topic string, i int) {
 	fc.mu.Lock()
@@ -311,7 +320,7 @@ func (fc *fakeCluster) produce(ctx context.Context, i int, req *transport.Produc
 		if (known && rb.BaseSequence != want) || (!known && rb.BaseSequence != 0) {
 			fc.produces = append(fc.produces, seen)
 			fc.mu.Unlock()
-			return nil, transport.Errorf(transport.ErrInvalidRequest, "sequence %d, want %d", rb.BaseSequence, want)
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "sequence %d, want %d", rb.BaseSequence, want)
 		}
 		stored := append([]byte(nil), req.Batch...)
 		binary.BigEndian.PutUint64(stored, uint64(l.next))

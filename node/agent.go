@@ -30,7 +30,7 @@ func (n *Node) startAgent(ctx context.Context) error {
 	if name == "" {
 		name = "a1"
 	}
-	cl, err := client.New(client.Config{Servers: []string{n.Addr()}, LocalHost: n.cfg.sourceHost(), Logger: n.logger})
+	cl, err := client.New(client.Config{Servers: []string{n.Addr()}, LocalHost: n.cfg.sourceHost(), Logger: n.logger, TLS: n.tls.client})
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (n *Node) startAgent(ctx context.Context) error {
 	h, err := agent.StartHost(ctx, agent.HostConfig{
 		Path: n.cfg.AgentConfig, Name: name,
 		Registry: agent.DefaultRegistry(w),
-		Deps:     flow.Deps{Agent: name, Logger: n.logger.With("component", "agent"), Servers: []string{n.Addr()}, DataDir: filepath.Join(n.cfg.DataDir, "agent")},
+		Deps:     flow.Deps{Agent: name, Logger: n.logger.With("component", "agent"), Servers: []string{n.Addr()}, DataDir: filepath.Join(n.cfg.DataDir, "agent"), TLS: n.tls.client},
 		Poll:     n.cfg.AgentPoll,
 	})
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Config is everything a node needs to start. Zero durations take defaults.
@@ -21,8 +23,25 @@ type Config struct {
 	Join            []string // gossip seeds
 	BootstrapExpect int      // metadata voters to wait for before bootstrapping (default 3)
 
+	// Kafka wire listener (see kafka/): "" disables it. The advertised
+	// address defaults to the bound one.
+	KafkaAddr           string
+	KafkaAdvertisedAddr string
+	// KafkaNoAutoCreate turns off topic auto-creation by Kafka clients
+	// (on by default, as in Kafka); new topics get KafkaDefaultPartitions
+	// (default 3) and min(3, live nodes) replicas.
+	KafkaNoAutoCreate      bool
+	KafkaDefaultPartitions int
+	// KafkaInitialRebalanceDelay holds the first rebalance of an empty
+	// group open for more members (Kafka's group.initial.rebalance.delay.ms).
+	KafkaInitialRebalanceDelay time.Duration
+
 	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
 	MaxFrameBytes int // largest RPC frame (default 16 MiB)
+	// MaxAppendBytes bounds one Raft AppendEntries message of a partition
+	// group (default 16 MiB): MaxAppendEntries = MaxAppendBytes /
+	// MaxBatchBytes, at least 1 (see raftgroup.go).
+	MaxAppendBytes int
 
 	// Raft timing of the partition and metadata groups. Loopback defaults:
 	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
@@ -35,6 +54,17 @@ type Config struct {
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
+	// Security (see node/security.go). The three TLS files go together:
+	// with them every connection to and between nodes is mutual TLS 1.3.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+	// Node-wide bounds against flooding (0: transport defaults, 1024
+	// connections and 256 MiB of requests in flight).
+	MaxConns         int
+	MaxInFlightBytes int64
+
 	// AgentConfig, when set, is a Flume properties file whose agent
 	// AgentName (default a1) runs inside the node (node/agent.go);
 	// AgentPoll is how often the file is checked for changes (30 s).
@@ -43,6 +73,11 @@ type Config struct {
 	AgentPoll   time.Duration
 
 	Logger *slog.Logger
+
+	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
+	wrapPartitionFSM func(topic string, f raft.FSM) raft.FSM
+	// wrapLogStore, set by tests only, wraps each Raft group's log store.
+	wrapLogStore func(group string, s raft.LogStore) raft.LogStore
 }
 
 func (c *Config) setDefaults() error {
@@ -64,11 +99,17 @@ func (c *Config) setDefaults() error {
 	if c.BootstrapExpect < 1 {
 		return fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect)
 	}
+	if c.KafkaDefaultPartitions == 0 {
+		c.KafkaDefaultPartitions = 3
+	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 1 << 20
 	}
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MaxAppendBytes == 0 {
+		c.MaxAppendBytes = 16 << 20
 	}
 	if c.MaxFrameBytes < c.MaxBatchBytes+4096 {
 		c.MaxFrameBytes = c.MaxBatchBytes + 4096

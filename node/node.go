@@ -32,8 +32,10 @@ type Node struct {
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
 	metrics *metrics
+	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
+	kafka   *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
@@ -57,6 +59,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("node", cfg.ID),
@@ -66,7 +71,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 
-	mux, err := transport.Listen(transport.Config{Addr: cfg.Addr, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.logger})
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
+	mux, err := transport.Listen(n.muxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
@@ -75,20 +83,26 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LocalHost:     cfg.sourceHost(),
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
+		TLS:           n.tls.client,
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()
 		return nil, err
 	}
 
+	if err := n.listenKafka(); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.members, err = newMembership(&n.cfg)
 	if err != nil {
 		n.closeQuietly()
@@ -107,6 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.logger.Error("rpc server stopped", "err", err)
 		}
 	})
+	n.serveKafka()
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
@@ -161,6 +176,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, n.closeKafka())
 	if n.members != nil {
 		n.members.shutdown()
 	}

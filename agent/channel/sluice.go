@@ -78,7 +78,7 @@ func NewSluice(name string, p *flow.Props, d flow.Deps) (flow.Channel, error) {
 		l = slog.Default()
 	}
 	s.log = l.With("channel", name)
-	c, err := client.New(client.Config{Servers: servers, Logger: s.log})
+	c, err := client.New(client.Config{Servers: servers, Logger: s.log, TLS: d.TLS})
 	if err != nil {
 		return nil, fmt.Errorf("%s.servers: %w", p.Prefix, err)
 	}

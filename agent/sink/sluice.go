@@ -108,7 +108,7 @@ func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local W
 		if len(servers) == 0 {
 			servers = d.Servers
 		}
-		c, err := client.New(client.Config{Servers: servers, Logger: s.log})
+		c, err := client.New(client.Config{Servers: servers, Logger: s.log, TLS: d.TLS})
 		if err != nil {
 			return nil, fmt.Errorf("%s.servers: %w", p.Prefix, err)
 		}

@@ -24,6 +24,10 @@ type fakeProc struct {
 	refused int
 	// failWith, when set, is returned instead of committing.
 	failWith error
+	// capacity > 0: a batch that would take the total past it is refused
+	// as by a full channel.
+	capacity int
+	total    int
 }
 
 func (f *fakeProc) Process(_ context.Context, evs []flow.Event) error {
@@ -32,7 +36,7 @@ func (f *fakeProc) Process(_ context.Context, evs []flow.Event) error {
 	if f.failWith != nil {
 		return f.failWith
 	}
-	if f.full {
+	if f.full || (f.capacity > 0 && f.total+len(evs) > f.capacity) {
 		f.refused++
 		return fmt.Errorf("fake channel: %w", flow.ErrChannelFull)
 	}
@@ -41,6 +45,7 @@ func (f *fakeProc) Process(_ context.Context, evs []flow.Event) error {
 		cp[i] = e.Clone()
 	}
 	f.batches = append(f.batches, cp)
+	f.total += len(cp)
 	return nil
 }
 

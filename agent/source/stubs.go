@@ -6,12 +6,6 @@ import (
 	"github.com/sluice-io/sluice/agent/flow"
 )
 
-func newSpoolDir(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
-	return nil, errNotYet
-}
-func newTaildir(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
-	return nil, errNotYet
-}
 func newSluice(string, *flow.Props, flow.Processor, flow.Deps) (flow.Source, error) {
 	return nil, errNotYet
 }

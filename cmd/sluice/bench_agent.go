@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,7 +67,11 @@ end-to-end latency (send → read back by a consumer) percentiles.`,
 				return err
 			}
 			servers, _ := cmd.Flags().GetString("server")
-			res, err := runAgentBench(ctx, c, servers, agentBenchOpts{
+			tlsCfg, err := clientTLS(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := runAgentBench(ctx, c, servers, tlsCfg, agentBenchOpts{
 				topic: topic, dataDir: dataDir, events: events, size: size, conns: conns, batch: bsz, sinks: sinks,
 			})
 			if err != nil {
@@ -99,7 +104,7 @@ type agentBenchOpts struct {
 	events, size, conns, batch, sinks int
 }
 
-func runAgentBench(ctx context.Context, c *client.Client, servers string, o agentBenchOpts) (agentBenchResult, error) {
+func runAgentBench(ctx context.Context, c *client.Client, servers string, tlsCfg *tls.Config, o agentBenchOpts) (agentBenchResult, error) {
 	res := agentBenchResult{Events: o.events, EventBytes: o.size}
 	if o.dataDir == "" {
 		d, err := os.MkdirTemp("", "sluice-bench-agent-")
@@ -142,7 +147,7 @@ b.channels.c1.transactionCapacity = 10000
 		return res, err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, _, err := agent.Build(cfg, reg, flow.Deps{Logger: logger}, agent.Options{}, nil)
+	a, _, err := agent.Build(cfg, reg, flow.Deps{Logger: logger, TLS: tlsCfg}, agent.Options{}, nil)
 	if err != nil {
 		return res, err
 	}
