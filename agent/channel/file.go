@@ -469,3 +469,6 @@ func readCheckpoint(path string) (items []item, nextID, fromSeq uint64, err erro
 	}
 	return items, max(nextID, 1), fromSeq, nil
 }
+
+// Durable: committed events survive the process.
+func (c *File) Durable() bool { return true }

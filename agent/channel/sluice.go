@@ -305,3 +305,6 @@ func sortedHeaderKeys(h map[string]string) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Durable: committed events survive the process.
+func (c *Sluice) Durable() bool { return true }
