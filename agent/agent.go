@@ -142,7 +142,11 @@ func (a *Agent) drainVolatile(ctx context.Context, keep map[flow.Channel]bool) {
 	for {
 		left := int64(0)
 		for _, c := range chans {
-			left += c.Counters().Get(flow.ChannelSize)
+			if p, ok := c.(interface{ Pending() int64 }); ok {
+				left += p.Pending() // queued and taken but not committed
+			} else {
+				left += c.Counters().Get(flow.ChannelSize)
+			}
 		}
 		if left == 0 {
 			return
