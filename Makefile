@@ -45,6 +45,7 @@ chaos: deps build
 bench: build
 	$(GO) test -run '^$$' -bench . -count 3 ./fsm/ ./transport/
 	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
+	$(GO) test -run '^$$' -bench BenchmarkSinkWriter -benchtime 200x -count 3 ./node/
 
 .PHONY: bench-agent
 # bench-agent: netcat → file channel → sluice sink at R=3 against a local cluster.

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-io/sluice/agent/channel"
 	"github.com/sluice-io/sluice/agent/config"
 	"github.com/sluice-io/sluice/agent/flow"
+	"github.com/sluice-io/sluice/agent/sink"
 	"github.com/sluice-io/sluice/client"
 )
 
@@ -249,4 +250,36 @@ func TestSluiceChannelIsATopic(t *testing.T) {
 	require.Len(t, got, 20, "every event put is taken exactly once across the restart")
 	put(ch, 20, 3)
 	require.ElementsMatch(t, []string{"20", "21", "22"}, take(ch, 100, true))
+}
+
+// BenchmarkSinkWriter compares the colocated agent's in-process path
+// (batches applied on the local leader) with the network path (the
+// client over loopback RPC) for batches of 100 records of 200 bytes.
+func BenchmarkSinkWriter(b *testing.B) {
+	c := newTestCluster(b, 3, nil)
+	cl := c.client()
+	c.createTopic(cl, "bench", 1, 3)
+	home := c.nodes[c.leaderIndex("bench", 0)]
+	recs := make([]client.Record, 100)
+	for i := range recs {
+		recs[i] = client.Record{Value: make([]byte, 200), Headers: []client.Header{{Key: "host", Value: []byte("web1")}}}
+	}
+	for _, tc := range []struct {
+		name string
+		w    sink.Writer
+	}{
+		{"in-process", &localWriter{n: home, c: cl, streams: map[partKey]*localStream{}}},
+		{"network", sink.ClientWriter{C: cl}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			b.SetBytes(int64(len(recs) * 200))
+			for b.Loop() {
+				if err := tc.w.Write(ctx, "bench", 0, recs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }
