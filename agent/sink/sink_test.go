@@ -3,6 +3,9 @@ package sink
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,4 +144,36 @@ func TestFileRollWritesLines(t *testing.T) {
 	require.Equal(t, "one\ntwo\n", string(b))
 	_, err = NewFileRoll("k1", flow.NewProps("a1.sinks.k1", nil), ch, flow.Deps{})
 	require.ErrorContains(t, err, "a1.sinks.k1.sink.directory: required property is missing")
+}
+
+func TestHTTPSinkPostsBodiesAndRollsBackOnErrors(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if status == http.StatusOK {
+			got = append(got, string(b))
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	ch := memChan(t)
+	s, err := NewHTTP("k1", flow.NewProps("a1.sinks.k1", map[string]string{"endpoint": srv.URL}), ch, flow.Deps{})
+	require.NoError(t, err)
+	putEvents(t, ch, flow.Event{Body: []byte("a")}, flow.Event{Body: []byte("b")})
+	mu.Lock()
+	status = http.StatusServiceUnavailable
+	mu.Unlock()
+	_, err = s.Process(context.Background())
+	require.ErrorContains(t, err, "503")
+	require.Equal(t, int64(2), ch.Counters().Get(flow.ChannelSize), "a failed POST leaves the batch in the channel")
+	mu.Lock()
+	status = http.StatusOK
+	mu.Unlock()
+	_, err = s.Process(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, got)
 }

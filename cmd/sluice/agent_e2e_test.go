@@ -245,6 +245,10 @@ a.sources.r1.type = netcat
 a.sources.r1.bind = %s
 a.sources.r1.port = %s
 a.sources.r1.channels = c1
+a.sources.r1.interceptors = i1
+a.sources.r1.interceptors.i1.type = static
+a.sources.r1.interceptors.i1.key = origin
+a.sources.r1.interceptors.i1.value = edge
 a.channels.c1.type = file
 a.channels.c1.checkpointDir = %s/a/ckpt
 a.channels.c1.dataDirs = %s/a/data
@@ -292,6 +296,9 @@ b.sinks.k1.channel = c1
 	require.Len(t, accepted, 400)
 	dups := waitDelivered(t, cl, "chained", accepted)
 	t.Logf("chain: accepted %d events, all delivered; %d duplicates", len(accepted), dups)
+	// The interceptor's header travelled both hops and is a record header.
+	out := c.run("consume", "chained", "--from-beginning", "--headers", "--end", "--max", "1")
+	require.Equal(t, "{origin=edge}\tevent-000000\n", out)
 	b.term()
 	a.term()
 }
