@@ -52,6 +52,13 @@ chaos: deps build
 bench: build
 	$(GO) test -run '^$$' -bench . -count 3 ./batch/ ./fsm/ ./transport/
 	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
+	$(GO) test -run '^$$' -bench BenchmarkSinkWriter -benchtime 200x -count 3 ./node/
+
+.PHONY: bench-agent
+# bench-agent: netcat → file channel → sluice sink at R=3 against a local cluster.
+bench-agent: build
+	scripts/cluster.sh start
+	bin/sluice bench agent --server 127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073; status=$$?; scripts/cluster.sh stop; exit $$status
 
 # Fuzz targets as package:FuzzName, one a line; each also runs its seed
 # corpus (testdata/fuzz/) as a normal test.

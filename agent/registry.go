@@ -13,14 +13,14 @@ import (
 // DefaultRegistry returns every component type of this build. local, when
 // not nil, is the in-process writer of the hosting node for sluice sinks.
 func DefaultRegistry(local sink.Writer) Registry {
-	sources := source.Builders()
-	maps.Copy(sources, chain.SourceBuilders())
-	sinks := sink.Builders(local)
-	maps.Copy(sinks, chain.SinkBuilders())
-	return Registry{
-		Sources:      sources,
+	r := Registry{
+		Sources:      source.Builders(),
 		Interceptors: interceptor.Builders(),
 		Channels:     channel.Builders(),
-		Sinks:        sinks,
+		Sinks:        sink.Builders(local),
 	}
+	// Agent chaining: Flume's avro source and sink over Sluice's RPC.
+	maps.Copy(r.Sources, chain.SourceBuilders())
+	maps.Copy(r.Sinks, chain.SinkBuilders())
+	return r
 }

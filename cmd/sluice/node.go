@@ -67,6 +67,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.AgentConfig, "agent-config", "", "Flume properties file of an agent to run in-process (colocated; SIGHUP reloads it)")
 	f.StringVar(&cfg.AgentName, "agent-name", "a1", "name of the colocated agent in --agent-config")
+	f.DurationVar(&cfg.AgentPoll, "agent-poll-interval", 30*time.Second, "how often --agent-config is checked for changes (negative disables)")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
