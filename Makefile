@@ -18,6 +18,7 @@ build:
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+	scripts/ensure-kafka-clients.sh || echo "some Kafka clients unavailable: their tests skip"
 
 test: deps build
 	$(GO) vet $(PKGS)
