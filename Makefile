@@ -6,19 +6,28 @@ PKGS    := ./...
 # Go test timeout for the whole suite (the short chaos run included).
 TEST_TIMEOUT ?= 18m
 
-.PHONY: all build test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
+.PHONY: all build image test unit chaos chaos-short bench fuzz lint deps cluster stop status clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
+# image builds the Docker image docker-compose.yml runs: FROM scratch with
+# the static binary, bin/ as the build context (nothing is pulled).
+IMAGE ?= sluice:latest
+image:
+	CGO_ENABLED=0 $(GO) build -o bin/sluice-static ./cmd/sluice
+	docker build -q -t $(IMAGE) -f Dockerfile bin || DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) -f Dockerfile bin
+
 # deps installs what the tests need beyond Go modules: iptables for the
-# chaos suite's network partitions (only when root and missing).
+# chaos suite's network partitions (only when root and missing); the
+# clients the agent tests drive (logger, curl, nc; scripts/ensure-tools.sh).
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
 	scripts/ensure-kafka-clients.sh || echo "some Kafka clients unavailable: their tests skip"
+	scripts/ensure-tools.sh || echo "some test tools are missing: the tests that drive them skip"
 
 test: deps build
 	$(GO) vet $(PKGS)
@@ -47,6 +56,8 @@ bench: build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzConnHeader -fuzztime 30s ./transport/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAppendBatch -fuzztime 30s ./agent/chain/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s ./kafka/
 
 lint:

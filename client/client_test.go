@@ -180,6 +180,27 @@ func TestProduceLostReplyRetriedWithSameSequence(t *testing.T) {
 	assert.Equal(t, int32(4), last.seq)
 }
 
+// A server that evicted the producer's state answers the next batch with
+// ErrOutOfOrderSequence; the client starts a fresh producer id by itself.
+func TestProduceAfterProducerStateEvicted(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.createTopic("t", 1, 0)
+	c := newTestClient(t, fc.addr(0))
+	ctx := testCtx(t)
+	_, err := c.ProduceBatch(ctx, "t", 0, values("a", 2))
+	require.NoError(t, err)
+	fc.forgetProducers("t", 0)
+	base, err := c.ProduceBatch(ctx, "t", 0, values("b", 2))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), base)
+	assert.Equal(t, append(strs("a", 0, 2), strs("b", 0, 2)...), fc.records("t", 0))
+	seen := fc.producesSeen()
+	require.Len(t, seen, 3)
+	assert.Equal(t, int32(2), seen[1].seq, "the old stream went on first")
+	assert.NotEqual(t, seen[0].producerID, seen[2].producerID, "then a fresh producer id")
+	assert.Equal(t, int32(0), seen[2].seq)
+}
+
 func TestProduceUnknownOutcomeStartsFreshStream(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	fc.createTopic("t", 1, 0)

@@ -61,6 +61,9 @@ type Log struct {
 	broken error  // a failed write could not be undone: refuse appends
 	wbuf   []byte // frame being written (reused)
 	ibuf   []byte // index entry being written (reused)
+	// syncedRaft is the Raft index of the last batch known to be on disk
+	// (fsynced): the only value the state file may record.
+	syncedRaft uint64
 
 	mu     sync.RWMutex
 	segs   []*segment // oldest first; the last is the active segment
@@ -95,6 +98,10 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 		}
 	}
 	l := &Log{cfg: cfg, logger: cfg.Logger.With("dir", cfg.Dir)}
+	st, haveState, err := readState(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	bases, err := l.listSegments()
 	if err != nil {
 		return nil, err
@@ -134,18 +141,81 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 			return nil, err
 		}
 	}
+	if err := l.applyState(st, haveState); err != nil {
+		l.releaseAll()
+		return nil, err
+	}
+	l.logger.Debug("log opened", "segments", len(l.segs), "start", l.StartOffset(), "next", l.NextOffset(), "last_raft_index", l.LastRaftIndex())
+	return l, nil
+}
+
+// applyState sets the log's offsets and Raft index from its segments and
+// its state file: it finishes a retention delete a crash interrupted, keeps
+// the Raft index retention would otherwise lose, and writes the file for a
+// directory from before it existed.
+func (l *Log) applyState(st logState, haveState bool) error {
+	if haveState {
+		// Retention records the new start before deleting segments.
+		for len(l.segs) > 1 && l.segs[0].next <= st.start {
+			s := l.segs[0]
+			l.logger.Info("finishing interrupted retention delete", "segment", s.logPath)
+			s.release()
+			if err := removeSegmentFiles(s); err != nil {
+				return err
+			}
+			l.segs = l.segs[1:]
+		}
+	}
 	var total int64
+	var derived uint64
 	for _, s := range l.segs {
 		total += s.size
 		if s.n > 0 {
-			l.lastRaft.Store(s.lastRaft)
+			derived = s.lastRaft
 		}
 	}
 	l.size.Store(total)
 	l.start.Store(l.segs[0].base)
 	l.next.Store(l.segs[len(l.segs)-1].next)
-	l.logger.Debug("log opened", "segments", len(l.segs), "start", l.StartOffset(), "next", l.NextOffset(), "last_raft_index", l.LastRaftIndex())
-	return l, nil
+	if !haveState {
+		// Migration: everything just read is on disk; make sure of it
+		// before the state file vouches for it.
+		if err := l.segs[len(l.segs)-1].sync(); err != nil {
+			return err
+		}
+		l.lastRaft.Store(derived)
+		l.syncedRaft = derived
+		l.logger.Info("partition state file missing: derived from the segments", "start", l.StartOffset(), "last_raft_index", derived)
+		return writeState(l.cfg.Dir, l.stateLocked())
+	}
+	if derived > 0 && derived < st.lastRaft {
+		return fmt.Errorf("log %s: %w: segments end at raft index %d but raft index %d was recorded as durable (acknowledged batches are missing)", l.cfg.Dir, errCorruptState, derived, st.lastRaft)
+	}
+	if st.start > l.StartOffset() && len(l.segs) > 0 {
+		l.logger.Warn("state file start offset is past the first segment", "state_start", st.start, "first_segment", l.StartOffset())
+	}
+	last := max(derived, st.lastRaft)
+	l.lastRaft.Store(last)
+	l.syncedRaft = last
+	return nil
+}
+
+// stateLocked is what the state file should say now (wmu held, or during
+// open).
+func (l *Log) stateLocked() logState {
+	return logState{start: l.start.Load(), lastRaft: l.syncedRaft, next: l.next.Load()}
+}
+
+func removeSegmentFiles(s *segment) error {
+	// The .log goes first: an index without its log is removed on open.
+	var errs []error
+	if err := os.Remove(s.logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(s.idxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // listSegments returns the base offsets of the .log files in the directory,
@@ -422,6 +492,11 @@ func (l *Log) rollLocked() (*segment, error) {
 	old.active, old.mem = false, nil
 	l.segs = append(l.segs, s)
 	l.mu.Unlock()
+	// Every batch so far is in fsynced sealed segments now.
+	l.syncedRaft = l.lastRaft.Load()
+	if err := writeState(l.cfg.Dir, l.stateLocked()); err != nil {
+		return nil, err
+	}
 	l.logger.Debug("rolled segment", "base", s.base, "previous_bytes", old.size)
 	return s, nil
 }
@@ -437,7 +512,20 @@ func (l *Log) Sync() error {
 	if closed {
 		return errLogClosed
 	}
-	return l.segs[len(l.segs)-1].sync()
+	return l.syncLocked()
+}
+
+// syncLocked fsyncs the active segment and records the state it makes
+// durable.
+func (l *Log) syncLocked() error {
+	if err := l.segs[len(l.segs)-1].sync(); err != nil {
+		return err
+	}
+	if last := l.lastRaft.Load(); last != l.syncedRaft {
+		l.syncedRaft = last
+		return writeState(l.cfg.Dir, l.stateLocked())
+	}
+	return nil
 }
 
 func outOfRange(offset, start, next int64) error {
@@ -625,6 +713,13 @@ func (l *Log) ApplyRetention() (int, error) {
 	if len(victims) == 0 {
 		return 0, nil
 	}
+	// Record the new start first: a crash before the files are gone
+	// leaves segments that open deletes, never a start that goes back.
+	newState := l.stateLocked()
+	newState.start = segs[len(victims)].base
+	if err := writeState(l.cfg.Dir, newState); err != nil {
+		return 0, err
+	}
 	l.mu.Lock()
 	l.segs = l.segs[len(victims):]
 	l.start.Store(l.segs[0].base)
@@ -633,11 +728,7 @@ func (l *Log) ApplyRetention() (int, error) {
 
 	var errs []error
 	for _, s := range victims {
-		// The .log goes first: an index without its log is removed on open.
-		if err := os.Remove(s.logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.idxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeSegmentFiles(s); err != nil {
 			errs = append(errs, err)
 		}
 		l.logger.Info("retention removed segment", "base", s.base, "next", s.next, "bytes", s.size)
@@ -687,6 +778,8 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	var err error
 	if l.broken == nil {
+		// The state file is left as the last snapshot, roll or retention
+		// wrote it: the tail is rescanned on open anyway.
 		err = segs[len(segs)-1].sync()
 	}
 	for _, s := range segs {

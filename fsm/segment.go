@@ -212,6 +212,17 @@ func (v segView) readFrames(entries []indexEntry) ([][]byte, error) {
 		return nil, nil
 	}
 	first, last := entries[0], entries[len(entries)-1]
+	// Entries come off disk: make sure they describe contiguous frames
+	// inside the published extent before sizing a buffer from them.
+	for i, e := range entries {
+		bad := e.pos < 0 || int64(e.size) < frameHeaderLen+batchHeaderLen || e.end() > v.size
+		if i > 0 && e.pos != entries[i-1].end() {
+			bad = true
+		}
+		if bad {
+			return nil, &corruptFrameError{offset: e.offset, err: fmt.Errorf("segment %s: index entry for offset %d (position %d, %d bytes) does not fit the %d-byte log", v.seg.idxPath, e.offset, e.pos, e.size, v.size)}
+		}
+	}
 	buf := make([]byte, last.end()-first.pos)
 	if _, err := v.seg.logF.ReadAt(buf, first.pos); err != nil {
 		return nil, fmt.Errorf("read %s at %d: %w", v.seg.logPath, first.pos, err)

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Config is everything a node needs to start. Zero durations take defaults.
@@ -36,6 +38,10 @@ type Config struct {
 
 	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
 	MaxFrameBytes int // largest RPC frame (default 16 MiB)
+	// MaxAppendBytes bounds one Raft AppendEntries message of a partition
+	// group (default 16 MiB): MaxAppendEntries = MaxAppendBytes /
+	// MaxBatchBytes, at least 1 (see raftgroup.go).
+	MaxAppendBytes int
 
 	// Raft timing of the partition and metadata groups. Loopback defaults:
 	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
@@ -48,7 +54,30 @@ type Config struct {
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
 
+	// Security (see node/security.go). The three TLS files go together:
+	// with them every connection to and between nodes is mutual TLS 1.3.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+	// Node-wide bounds against flooding (0: transport defaults, 1024
+	// connections and 256 MiB of requests in flight).
+	MaxConns         int
+	MaxInFlightBytes int64
+
+	// AgentConfig, when set, is a Flume properties file whose agent
+	// AgentName (default a1) runs inside the node (node/agent.go);
+	// AgentPoll is how often the file is checked for changes (30 s).
+	AgentConfig string
+	AgentName   string
+	AgentPoll   time.Duration
+
 	Logger *slog.Logger
+
+	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
+	wrapPartitionFSM func(topic string, f raft.FSM) raft.FSM
+	// wrapLogStore, set by tests only, wraps each Raft group's log store.
+	wrapLogStore func(group string, s raft.LogStore) raft.LogStore
 }
 
 func (c *Config) setDefaults() error {
@@ -78,6 +107,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MaxAppendBytes == 0 {
+		c.MaxAppendBytes = 16 << 20
 	}
 	if c.MaxFrameBytes < c.MaxBatchBytes+4096 {
 		c.MaxFrameBytes = c.MaxBatchBytes + 4096

@@ -34,6 +34,7 @@ func (n *Node) startHTTP() error {
 		enc.SetIndent("", "  ")
 		enc.Encode(n.Status())
 	})
+	n.agentHTTP(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.goLoop("http", func() {

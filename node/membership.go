@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,7 +67,14 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip transport on %s: %w", cfg.GossipAddr, err)
 	}
+	key, err := gossipKey(cfg.GossipKey)
+	if err != nil {
+		return nil, err
+	}
 	mc := memberlist.DefaultLocalConfig()
+	// With a key every gossip message, UDP and TCP, is AES-GCM encrypted
+	// and authenticated: a node without the key can neither join nor read.
+	mc.SecretKey = key
 	mc.Name = cfg.ID
 	mc.BindAddr = host
 	mc.BindPort = port
@@ -134,6 +142,20 @@ func (m *membership) alive() []member {
 		}
 	}
 	return out
+}
+
+// hasHost reports whether ip is the gossip or RPC address of a member
+// memberlist currently lists (alive or suspect).
+func (m *membership) hasHost(ip netip.Addr) bool {
+	for _, n := range m.list.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok && a.Unmap() == ip {
+			return true
+		}
+		if mm, ok := decodeMeta(n); ok && hostIP(mm.RPCAddr) == ip {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *membership) shutdown() {

@@ -32,6 +32,7 @@ type Node struct {
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
 	metrics *metrics
+	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
 	kafka   *kafkaState // nil without --kafka-addr
@@ -45,6 +46,8 @@ type Node struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
+
+	agentState // the colocated agent (node/agent.go)
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the
@@ -56,6 +59,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("node", cfg.ID),
@@ -65,7 +71,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 
-	mux, err := transport.Listen(transport.Config{Addr: cfg.Addr, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.logger})
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
+	mux, err := transport.Listen(n.muxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
@@ -74,14 +83,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LocalHost:     cfg.sourceHost(),
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
+		TLS:           n.tls.client,
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()
@@ -117,6 +128,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	if err := n.startAgent(ctx); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", cfg.Addr, "gossip", cfg.GossipAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }
@@ -153,6 +168,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopAgent()
 	n.cancel()
 	var errs []error
 	if n.http != nil {

@@ -2,7 +2,10 @@
 # Start, stop or inspect a local 3-node Sluice cluster on 127.0.0.1.
 #   node nN: client port 707N, gossip 794(5+N), HTTP 808N, Kafka 909(1+N), data $SLUICE_DATA/nN
 #   SLUICE_PORT_OFFSET=K adds K to every port (several clusters on one machine)
-# Usage: scripts/cluster.sh start|stop|status|restart
+# Usage: scripts/cluster.sh start|stop|status|restart [--agent-config FILE [--agent-name NAME]]
+#   --agent-config: every node also runs the agent NAME (default a1) of FILE
+#   in-process (colocated); each node gets SLUICE_NODE=nN in its environment
+#   for ${env:SLUICE_NODE} in the file.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,6 +14,7 @@ DATA=${SLUICE_DATA:-./data}
 NODES=${SLUICE_NODES:-3}
 HOST=127.0.0.1
 OFF=${SLUICE_PORT_OFFSET:-0}
+AGENT_ARGS=()
 
 rpc_port() { echo $((7070 + OFF + $1)); }
 gossip_port() { echo $((7945 + OFF + $1)); }
@@ -41,7 +45,7 @@ start_node() {
     [[ $j == "$i" ]] && continue
     join+="${join:+,}$HOST:$(gossip_port "$j")"
   done
-  "$BIN" node --id "n$i" --data-dir "$DATA/n$i" \
+  SLUICE_NODE="n$i" "$BIN" node --id "n$i" --data-dir "$DATA/n$i" "${AGENT_ARGS[@]}" \
     --addr "$HOST:$(rpc_port "$i")" --gossip-addr "$HOST:$(gossip_port "$i")" \
     --http-addr "$HOST:$(http_port "$i")" --kafka-addr "$HOST:$(kafka_port "$i")" --join "$join" --bootstrap-expect "$NODES" \
     >>"$DATA/n$i.log" 2>&1 &
@@ -83,7 +87,17 @@ status() {
   "$BIN" cluster status --server "$(servers)" || true
 }
 
-case "${1:-}" in
+cmd=${1:-}
+shift || true
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --agent-config) AGENT_ARGS+=(--agent-config "$(realpath "$2")"); shift 2 ;;
+    --agent-name) AGENT_ARGS+=(--agent-name "$2"); shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+case "$cmd" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
