@@ -26,6 +26,7 @@ image:
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+	scripts/ensure-kafka-clients.sh || echo "some Kafka clients unavailable: their tests skip"
 	scripts/ensure-tools.sh || echo "some test tools are missing: the tests that drive them skip"
 
 test: deps build fuzz-short
