@@ -14,10 +14,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
 # deps installs what the tests need beyond Go modules: iptables for the
-# chaos suite's network partitions (only when root and missing).
+# chaos suite's network partitions and fuse3 for its power-loss faults
+# (only when root and missing).
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+	scripts/ensure-fuse.sh || echo "FUSE unavailable: the chaos suite skips power-loss faults"
 
 test: deps build
 	$(GO) vet $(PKGS)
