@@ -61,17 +61,18 @@ const LossyShare = 0.2
 
 // Families group fault kinds under the names the CLI accepts.
 var Families = map[string][]string{
-	"kill":      {KillRandom, KillLeader, KillMajority},
-	"pause":     {PauseRandom, PauseLeader},
-	"partition": {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
-	"restart":   {RestartAll},
-	"combo":     {Combo},
+	"kill":       {KillRandom, KillLeader, KillMajority},
+	"pause":      {PauseRandom, PauseLeader},
+	"partition":  {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
+	"restart":    {RestartAll},
+	"combo":      {Combo},
+	"power-loss": {PowerLoss, PowerLossAll},
 }
 
 // AllKinds lists every fault kind.
 func AllKinds() []string {
 	var out []string
-	for _, f := range []string{"kill", "pause", "partition", "restart", "combo"} {
+	for _, f := range []string{"kill", "pause", "partition", "restart", "combo", "power-loss"} {
 		out = append(out, Families[f]...)
 	}
 	return out
@@ -150,8 +151,11 @@ type Fault interface {
 type Env struct {
 	Target Target
 	Net    Network
-	Rng    *rand.Rand
-	mu     *sync.Mutex // guards Rng, shared by concurrent users of an Env
+	// Power cuts nodes' power; nil when the data directories are not on
+	// lazy filesystems (then power-loss faults cannot be made).
+	Power PowerCutter
+	Rng   *rand.Rand
+	mu    *sync.Mutex // guards Rng, shared by concurrent users of an Env
 }
 
 func (e Env) intn(n int) int {
@@ -179,7 +183,12 @@ func NewFault(kind string, env Env) (Fault, error) {
 	if NeedsNetwork(kind) && !canPartition(env.Net, kind, len(env.Target.Nodes())) {
 		return nil, fmt.Errorf("nemesis %s: the network cannot make this partition", kind)
 	}
+	if NeedsPower(kind) && env.Power == nil {
+		return nil, fmt.Errorf("nemesis %s needs root and FUSE (lazy filesystems under the nodes), which are not available", kind)
+	}
 	switch kind {
+	case PowerLoss, PowerLossAll:
+		return &powerFault{kind: kind, env: env}, nil
 	case KillRandom, KillLeader, KillMajority, RestartAll:
 		return &killFault{kind: kind, env: env}, nil
 	case PauseRandom, PauseLeader:
