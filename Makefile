@@ -21,11 +21,13 @@ image:
 	docker build -q -t $(IMAGE) -f Dockerfile bin || DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) -f Dockerfile bin
 
 # deps installs what the tests need beyond Go modules: iptables for the
-# chaos suite's network partitions (only when root and missing); the
-# clients the agent tests drive (logger, curl, nc; scripts/ensure-tools.sh).
+# chaos suite's network partitions, fuse3 for its power-loss faults (only
+# when root and missing); the Kafka clients; the clients the agent tests
+# drive (logger, curl, nc) and chromium (scripts/ensure-tools.sh).
 deps:
 	$(GO) mod download
 	scripts/ensure-iptables.sh || echo "iptables unavailable: the chaos suite runs kill and pause only"
+	scripts/ensure-fuse.sh || echo "FUSE unavailable: the chaos suite skips power-loss faults"
 	scripts/ensure-kafka-clients.sh || echo "some Kafka clients unavailable: their tests skip"
 	scripts/ensure-tools.sh || echo "some test tools are missing: the tests that drive them skip"
 
