@@ -87,6 +87,10 @@ type Options struct {
 	ErrorBackoff time.Duration
 	// ProcessorClock drives failover and load_balance penalties (tests).
 	ProcessorClock processor.Clock
+	// VolatileDrain bounds how long a stop lets sinks empty the channels
+	// that do not survive the process (memory) after the sources stopped
+	// (10 s; negative: no draining).
+	VolatileDrain time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -98,6 +102,61 @@ func (o *Options) setDefaults() {
 	}
 	if o.ErrorBackoff <= 0 {
 		o.ErrorBackoff = 5 * time.Second
+	}
+	if o.VolatileDrain == 0 {
+		o.VolatileDrain = 10 * time.Second
+	}
+}
+
+// Durable is implemented by channels whose events survive the process
+// (file, sluice); a stop does not wait for sinks to empty them.
+type Durable interface {
+	Durable() bool
+}
+
+func volatile(c flow.Channel) bool {
+	d, ok := c.(Durable)
+	return !ok || !d.Durable()
+}
+
+// drainVolatile waits, after the sources stopped, until the sinks emptied
+// the volatile channels that are not handed to a successor, so a clean
+// stop of an agent with a memory channel loses nothing it accepted.
+func (a *Agent) drainVolatile(ctx context.Context, keep map[flow.Channel]bool) {
+	if a.opt.VolatileDrain < 0 || len(a.runners) == 0 {
+		return
+	}
+	var chans []flow.Channel
+	for _, c := range a.channels {
+		if !keep[c.ch] && volatile(c.ch) {
+			chans = append(chans, c.ch)
+		}
+	}
+	if len(chans) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.opt.VolatileDrain)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		left := int64(0)
+		for _, c := range chans {
+			if p, ok := c.(interface{ Pending() int64 }); ok {
+				left += p.Pending() // queued and taken but not committed
+			} else {
+				left += c.Counters().Get(flow.ChannelSize)
+			}
+		}
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			a.log.Warn("stopping with events left in volatile channels", "events", left)
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -349,6 +408,9 @@ func (a *Agent) stopLocked(ctx context.Context, keep map[flow.Channel]bool) erro
 		if err := s.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop source %s: %w", s.Name(), err))
 		}
+	}
+	if a.running {
+		a.drainVolatile(ctx, keep)
 	}
 	var wg sync.WaitGroup
 	var emu sync.Mutex

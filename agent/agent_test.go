@@ -363,3 +363,22 @@ func TestDefaultProcessorRejectsTwoSinks(t *testing.T) {
 	require.ErrorContains(t, probs[0], "exactly one sink")
 	require.Len(t, a.runners, 2, "the group is dropped; its sinks run on their own")
 }
+
+func TestStopDrainsMemoryChannels(t *testing.T) {
+	h := newHarness()
+	a := h.build(t, runConf, nil)
+	require.NoError(t, a.Start(context.Background()))
+	k1 := h.sinks["k1"]
+	k1.fail.Store(true)
+	require.NoError(t, h.sources["r1"].proc.Process(context.Background(), events("a", "b", "c")))
+	done := make(chan error, 1)
+	go func() { done <- a.Stop(context.Background()) }()
+	select {
+	case <-done:
+		t.Fatal("stop returned while the memory channel still held events")
+	case <-time.After(50 * time.Millisecond):
+	}
+	k1.fail.Store(false)
+	require.NoError(t, <-done)
+	require.Equal(t, []string{"a", "b", "c"}, k1.delivered())
+}

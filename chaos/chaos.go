@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-io/sluice/chaos/checker"
 	"github.com/sluice-io/sluice/chaos/cluster"
 	"github.com/sluice-io/sluice/chaos/history"
+	"github.com/sluice-io/sluice/chaos/lazyfs"
 	"github.com/sluice-io/sluice/chaos/nemesis"
 	"github.com/sluice-io/sluice/chaos/report"
 	"github.com/sluice-io/sluice/chaos/workload"
@@ -99,8 +100,18 @@ type Options struct {
 	DockerPartitions string
 	// NodeArgs are extra `sluice node` flags.
 	NodeArgs []string
+	// NodeEnv adds environment variables to the nodes: key "*" for every
+	// node, or a node id (n1, n2, ...) for that node only; e.g.
+	// SLUICE_FAILPOINTS=... for a failpoints build.
+	NodeEnv map[string][]string
 	// KeepData keeps the nodes' data directories after a passing run.
 	KeepData bool
+	// TornWrites makes a power loss keep a random prefix of each file's
+	// last unsynced write (process mode, power-loss faults).
+	TornWrites bool
+	// StrictDirs makes directory entries durable only by an fsync of their
+	// directory, not by any fsync (ext4's ordered journal).
+	StrictDirs bool
 	// Logger receives the harness's progress [text to stderr and
 	// harness.log in the run folder].
 	Logger *slog.Logger `json:"-"`
@@ -217,6 +228,9 @@ type Results struct {
 	Docker *DockerInfo `json:"docker,omitempty"`
 	// Notes say what was left out and why (e.g. partitions without root).
 	Notes []string `json:"notes,omitempty"`
+	// Skipped are fault kinds asked for but not injected (e.g. power loss
+	// without FUSE), so never counted as passed.
+	Skipped []string `json:"skipped_faults,omitempty"`
 	// Errors are harness problems (not anomalies of the store).
 	Errors []string `json:"errors,omitempty"`
 }
@@ -393,9 +407,11 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 			}
 		}
 	}
+	lazy := r.powerLossPossible()
 	cl, err := cluster.New(cluster.Config{
 		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
-		ExtraArgs: opts.NodeArgs, Logger: r.logger,
+		ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
+		LazyFS: lazy, LazyFSOptions: lazyfs.Options{Torn: opts.TornWrites, Strict: opts.StrictDirs, Seed: opts.Seed},
 	})
 	if err != nil {
 		return netw, err
@@ -436,6 +452,12 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 		return err
 	}
 	env := nemesis.NewEnv(r.cl, netw, opts.Seed)
+	admin := newLifecycleAdmin(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "lifecycle-client"))
+	defer admin.Close()
+	env.Admin = admin
+	if r.cl.CanPowerLoss() {
+		env.Power = r.cl
+	}
 	plan := nemesis.Plan(r.kinds, opts.Interval, opts.TimeLimit, rand.New(rand.NewSource(opts.Seed)))
 	sched := &nemesis.Scheduler{Env: env, Recorder: r.rec, Logger: r.logger}
 
@@ -647,6 +669,9 @@ func (r *Results) Summary() string {
 	fmt.Fprintf(&b, "  %d nodes, %s of faults (%s) + %s recovery, %d faults injected\n",
 		r.Options.Nodes, r.Options.TimeLimit, strings.Join(r.Kinds, ","), r.Options.Recovery, len(r.Faults))
 	fmt.Fprintf(&b, "  nodes run as %s\n", r.runtime())
+	if len(r.Skipped) > 0 {
+		fmt.Fprintf(&b, "  SKIPPED faults (not tested, not passed): %s\n", strings.Join(r.Skipped, ", "))
+	}
 	c := r.Check
 	if c != nil {
 		fs := make([]string, 0, len(c.Ops))
@@ -720,4 +745,25 @@ func (r *Results) Summary() string {
 		fmt.Fprintf(&b, "  error: %s\n", e)
 	}
 	return b.String()
+}
+
+// powerLossPossible drops the power-loss kinds, noting them as skipped,
+// when lazy filesystems cannot be mounted (no root or no FUSE); it reports
+// whether the cluster should mount them.
+func (r *run) powerLossPossible() bool {
+	power := nemesis.PowerKinds(r.kinds)
+	if len(power) == 0 {
+		return false
+	}
+	why := lazyfs.Available()
+	if r.opts.Docker {
+		why = "Docker mode"
+	}
+	if why == "" {
+		return true
+	}
+	r.note("power-loss faults SKIPPED (%s): they need root and FUSE (/dev/fuse; scripts/ensure-fuse.sh)", why)
+	r.res.Skipped = append(r.res.Skipped, power...)
+	r.kinds = nemesis.WithoutPower(r.kinds)
+	return false
 }

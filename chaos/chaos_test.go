@@ -2,10 +2,12 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,17 +115,51 @@ func TestSummaryMentionsAnomalies(t *testing.T) {
 	require.Equal(t, 2, r.AnomalyCount())
 }
 
-// buildSluice builds the sluice binary into a temporary folder, with env
-// added to the build's environment.
+// builds caches the binaries the tests build, one per build set-up, for
+// the whole test binary's life: the short runs share them.
+var builds struct {
+	sync.Mutex
+	dir  string
+	bins map[string]string
+}
+
+// buildSluice builds the sluice binary, with env added to the build's
+// environment (a leading "-tags=..." element is a build flag instead),
+// once per test binary.
 func buildSluice(t *testing.T, env ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
+	builds.Lock()
+	defer builds.Unlock()
+	key := strings.Join(env, " ")
+	if bin, ok := builds.bins[key]; ok {
+		return bin
+	}
+	if builds.bins == nil {
+		dir, err := os.MkdirTemp("", "sluice-chaos-bin-")
+		require.NoError(t, err)
+		builds.dir, builds.bins = dir, map[string]string{}
+	}
+	bin := filepath.Join(builds.dir, fmt.Sprintf("sluice-%d", len(builds.bins)))
+	args := []string{"build", "-o", bin}
+	if len(env) > 0 && strings.HasPrefix(env[0], "-tags=") {
+		args = append(args, env[0])
+		env = env[1:]
+	}
+	build := exec.Command("go", append(args, "./cmd/sluice")...)
 	build.Dir = moduleRoot(t)
 	build.Env = append(os.Environ(), env...)
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
+	builds.bins[key] = bin
 	return bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
+	}
+	os.Exit(code)
 }
 
 // resultsStore makes a results folder that stays behind when the test

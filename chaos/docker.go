@@ -161,8 +161,9 @@ func (r *run) setupDocker(ctx context.Context) (nemesis.Network, error) {
 	r.res.Docker = info
 	r.logger.Info("docker image ready", "image", info.Image)
 
+	r.powerLossPossible() // never in Docker mode: notes the skip
 	r.cl, err = cluster.NewDocker(ctx, cluster.Config{
-		Nodes: opts.Nodes, Dir: r.dir, ExtraArgs: opts.NodeArgs, Logger: r.logger,
+		Nodes: opts.Nodes, Dir: r.dir, ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 	}, cluster.DockerConfig{Image: info.Image})
 	if err != nil {
 		return nil, err

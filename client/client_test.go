@@ -252,7 +252,7 @@ func TestProducerRecordTooLargeRejectedLocally(t *testing.T) {
 	fc.createTopic("t", 1, 0)
 	c := newTestClient(t, fc.addr(0))
 	ctx := testCtx(t)
-	p, err := c.NewProducer(ProducerConfig{Topic: "t", MaxRecordBytes: 100})
+	p, err := c.NewProducer(ProducerConfig{Topic: "t", MaxRecordBytes: 200})
 	require.NoError(t, err)
 	defer p.Close()
 
@@ -264,6 +264,16 @@ func TestProducerRecordTooLargeRejectedLocally(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), r.Offset)
 	assert.Len(t, fc.producesSeen(), 1, "the big record must never be sent")
+
+	// By default the limit is the server's batch limit, header included: a
+	// record that fits 1 MiB only without the batch header is refused here
+	// rather than by the server.
+	d, err := c.NewProducer(ProducerConfig{Topic: "t"})
+	require.NoError(t, err)
+	defer d.Close()
+	_, err = d.SendSync(ctx, Record{Value: make([]byte, 1<<20-30)})
+	assert.Equal(t, transport.ErrRecordTooLarge, transport.CodeOf(err), "%v", err)
+	assert.Len(t, fc.producesSeen(), 1)
 }
 
 func TestProducerBatchesByLingerAndSize(t *testing.T) {

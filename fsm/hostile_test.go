@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -126,4 +127,40 @@ func mustAppendAt(t *testing.T, p *Partition, idx uint64, b []byte, at time.Time
 	r, ok := res.(*AppendResult)
 	require.True(t, ok, "apply returned %T %v", res, res)
 	return r
+}
+
+// A replayed entry whose stored batch differs (same record count, other
+// bytes) must stop the partition, not be skipped as already applied.
+func TestReplayMismatchFailsLoudly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	p := newTestPartition(t, dir, 0)
+	mustAppend(t, p, 1, 1, plainBatch(t, 2))
+	mustAppend(t, p, 2, 1, plainBatch(t, 3))
+	require.NoError(t, p.Close())
+
+	q := newTestPartition(t, dir, 0)
+	mustAppend(t, q, 1, 1, plainBatch(t, 2)) // the same entry replays fine
+	other := testBatch(t, 3, 16, -1, -1, -1, testTime.Add(time.Second))
+	res := q.Apply(cmdLog(2, 1, EncodeAppend(other)))
+	err, _ := res.(error)
+	require.ErrorIs(t, err, ErrReplayMismatch)
+	require.ErrorIs(t, q.Err(), ErrReplayMismatch)
+}
+
+// A replayed entry that no longer holds a valid batch, where the log
+// stored one (the Raft log store was damaged), stops the partition too.
+func TestReplayOfDamagedEntryFailsLoudly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	p := newTestPartition(t, dir, 0)
+	b := plainBatch(t, 2)
+	mustAppend(t, p, 1, 1, b)
+	require.NoError(t, p.Close())
+	q := newTestPartition(t, dir, 0)
+	damaged := bytes.Clone(b)
+	damaged[len(damaged)-2] ^= 1
+	res := q.Apply(cmdLog(1, 1, EncodeAppend(damaged)))
+	err, _ := res.(error)
+	require.ErrorIs(t, err, ErrDamagedRaftEntry)
+	require.ErrorIs(t, q.Err(), ErrDamagedRaftEntry)
+	require.NotErrorIs(t, q.Err(), ErrCorruptLog, "rebuilding the segments from a damaged Raft log would lose the batch")
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -29,7 +30,16 @@ type LogConfig struct {
 	RetentionAge   time.Duration // <= 0: unlimited
 	Logger         *slog.Logger
 	Now            func() time.Time // nil: time.Now
+	// OnCorrupt is called when a read finds a stored batch that fails its
+	// checks (the batch is never served).
+	OnCorrupt func(error)
 }
+
+// ErrCorruptLog marks a partition log whose stored data failed its checks:
+// a damaged sealed segment, state file or stored batch. Nothing of it is
+// served; the replica must be rebuilt from its Raft snapshot and log, or
+// from its peers.
+var ErrCorruptLog = errors.New("partition log is corrupt")
 
 func (c *LogConfig) setDefaults() error {
 	if c.Dir == "" {
@@ -125,7 +135,7 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 		if i > 0 && l.segs[i-1].next != s.base {
 			s.release()
 			l.releaseAll()
-			return nil, fmt.Errorf("log %s: segment %d does not follow segment %d (which ends at offset %d)", cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
+			return nil, fmt.Errorf("%w: log %s: segment %d does not follow segment %d (which ends at offset %d)", ErrCorruptLog, cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
 		}
 		l.segs = append(l.segs, s)
 	}
@@ -278,7 +288,7 @@ func (l *Log) loadSealed(s *segment) error {
 	if res.problem != "" {
 		// Offsets after this point live in later segments: truncating here
 		// would leave a hole, so refuse to open rather than serve around it.
-		return fmt.Errorf("sealed segment %s is corrupt at byte %d of %d: %s", s.logPath, res.validEnd, res.fileSize, res.problem)
+		return fmt.Errorf("%w: sealed segment %s is corrupt at byte %d of %d: %s", ErrCorruptLog, s.logPath, res.validEnd, res.fileSize, res.problem)
 	}
 	l.logger.Warn("rebuilt index of sealed segment", "segment", s.logPath, "batches", len(res.entries))
 	s.applyEntries(res.entries, res.validEnd)
@@ -501,6 +511,17 @@ func (l *Log) rollLocked() (*segment, error) {
 	return s, nil
 }
 
+// advanceRaftIndex records that Raft entries up to idx are applied although
+// the log holds no batch of theirs (snapshot restore); Sync makes it
+// durable in the state file.
+func (l *Log) advanceRaftIndex(idx uint64) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if idx > l.lastRaft.Load() {
+		l.lastRaft.Store(idx)
+	}
+}
+
 // Sync fsyncs the active segment and its index (sealed segments were
 // fsynced when they were rolled).
 func (l *Log) Sync() error {
@@ -593,6 +614,9 @@ func (l *Log) Read(offset int64, maxBytes, maxRecords int) ([][]byte, error) {
 				return nil, rerr
 			}
 			l.logger.Error("refusing to serve a batch that failed its checks", "err", rerr)
+			if l.cfg.OnCorrupt != nil {
+				l.cfg.OnCorrupt(rerr)
+			}
 			if len(out) > 0 {
 				return out, nil
 			}
@@ -639,6 +663,22 @@ func (l *Log) readViews(offset int64, maxBytes int) ([]segView, error) {
 // BaseOffsetForRaftIndex finds the batch that Raft entry idx appended: its
 // base offset and record count. ok is false if no stored batch has idx.
 func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool) {
+	sb, ok, err := l.storedForRaftIndex(idx)
+	if err != nil {
+		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
+		return 0, 0, false
+	}
+	return sb.offset, int(sb.count), ok
+}
+
+// storedBatch is what the log holds for one Raft entry.
+type storedBatch struct {
+	indexEntry
+	crc uint32 // the batch's own CRC-32C, as stored
+}
+
+// storedForRaftIndex finds the stored batch of Raft entry idx.
+func (l *Log) storedForRaftIndex(idx uint64) (storedBatch, bool, error) {
 	l.mu.RLock()
 	var v segView
 	found := false
@@ -655,22 +695,22 @@ func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool
 	}
 	l.mu.RUnlock()
 	if !found {
-		return 0, 0, false
+		return storedBatch{}, false, nil
 	}
 	defer v.seg.release()
 	i, err := v.search(func(e indexEntry) bool { return e.raftIndex >= idx })
-	if err != nil {
-		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
-		return 0, 0, false
-	}
-	if i >= v.n {
-		return 0, 0, false
+	if err != nil || i >= v.n {
+		return storedBatch{}, false, err
 	}
 	es, err := v.entries(i, i+1)
 	if err != nil || es[0].raftIndex != idx {
-		return 0, 0, false
+		return storedBatch{}, false, err
 	}
-	return es[0].offset, int(es[0].count), true
+	var crc [4]byte
+	if _, err := v.seg.logF.ReadAt(crc[:], es[0].pos+frameHeaderLen+batch.OffCRC); err != nil {
+		return storedBatch{}, false, fmt.Errorf("read %s: %w", v.seg.logPath, err)
+	}
+	return storedBatch{indexEntry: es[0], crc: binary.BigEndian.Uint32(crc[:])}, true, nil
 }
 
 // ApplyRetention deletes whole segments from the oldest on, never the

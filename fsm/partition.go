@@ -45,6 +45,18 @@ const (
 	oldSuffix     = ".old"
 )
 
+// ErrReplayMismatch: a Raft entry replayed after a restart does not match
+// the batch the log stored for it. The partition stops rather than serve
+// data its Raft log does not vouch for.
+var ErrReplayMismatch = fmt.Errorf("%w: replayed raft entry does not match the stored batch", ErrCorruptLog)
+
+// ErrDamagedRaftEntry: a replayed Raft entry fails its batch checks although
+// the log stored a valid batch for it, so the Raft log store is damaged.
+// Rebuilding the segments from it would lose that batch, so the partition
+// just stops (it is not ErrCorruptLog); the replica needs rebuilding from
+// its peers by an operator.
+var ErrDamagedRaftEntry = errors.New("replayed raft entry is damaged")
+
 // PartitionConfig configures a partition replica's state machine.
 type PartitionConfig struct {
 	Log          LogConfig
@@ -180,11 +192,19 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 	if err := recoverRestore(filepath.Clean(cfg.Log.Dir)); err != nil {
 		return nil, err
 	}
+	p := &Partition{}
+	userHook := cfg.Log.OnCorrupt
+	cfg.Log.OnCorrupt = func(err error) {
+		p.fail(fmt.Errorf("%w: %w", ErrCorruptLog, err))
+		if userHook != nil {
+			userHook(err)
+		}
+	}
 	l, err := OpenLog(cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)
 	}
-	p := &Partition{
+	*p = Partition{
 		cfg:       cfg,
 		logger:    cfg.Logger,
 		log:       l,
@@ -286,6 +306,15 @@ func (p *Partition) Apply(l *raft.Log) any {
 func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	info, err := checkBatch(batch)
 	if err != nil {
+		lg := p.currentLog()
+		if l.Index <= lg.LastRaftIndex() {
+			// The log stored a valid batch for this entry, so the entry
+			// itself was damaged since (the Raft log store).
+			if _, ok, _ := lg.storedForRaftIndex(l.Index); ok {
+				err = fmt.Errorf("%w: raft entry %d no longer holds a valid batch (%v) but the log stored one for it", ErrDamagedRaftEntry, l.Index, err)
+				p.fail(err)
+			}
+		}
 		return err
 	}
 	if at != 0 {
@@ -311,7 +340,13 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	if l.Index <= lg.LastRaftIndex() {
 		// A replay after restart: the batch is on disk already. Rebuild
 		// producer state from where it went and report the original offsets.
-		b, count, ok := lg.BaseOffsetForRaftIndex(l.Index)
+		sb, ok, err := lg.storedForRaftIndex(l.Index)
+		if err != nil {
+			err = fmt.Errorf("replay raft entry %d: %w", l.Index, err)
+			p.fail(err)
+			return err
+		}
+		b := sb.offset
 		switch {
 		case !ok:
 			p.logger.Warn("replayed append is no longer in the log (removed by retention?)", "raft_index", l.Index)
@@ -319,8 +354,11 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 				p.producers.record(info, -1, l.Index)
 			}
 			return &AppendResult{BaseOffset: -1, LastOffset: -1}
-		case count != int(info.count):
-			err := fmt.Errorf("raft entry %d holds %d records but the log has %d at offset %d", l.Index, info.count, count, b)
+		case sb.count != uint32(info.count) || sb.batchLen() != info.length || sb.crc != info.crc:
+			// The log holds something else at this Raft index (a stale
+			// replica's data, or damage): skipping would silently serve it.
+			err := fmt.Errorf("%w: raft entry %d carries a batch of %d records, %d bytes, CRC %#08x, but the log holds %d records, %d bytes, CRC %#08x at offset %d",
+				ErrReplayMismatch, l.Index, info.count, info.length, info.crc, sb.count, sb.batchLen(), sb.crc, b)
 			p.fail(err)
 			return err
 		}
@@ -584,6 +622,11 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 		return fmt.Errorf("restore: open temporary log: %w", err)
 	}
 	frames, err := copyFrames(r, tl)
+	if err == nil && tl.NextOffset() == hdr.NextOffset && tl.LastRaftIndex() < hdr.LastRaftIndex {
+		// Retention had removed the batches of the last entries: the
+		// snapshot still vouches for their Raft index.
+		tl.advanceRaftIndex(hdr.LastRaftIndex)
+	}
 	if err == nil && (tl.NextOffset() != hdr.NextOffset || tl.LastRaftIndex() != hdr.LastRaftIndex) {
 		err = fmt.Errorf("snapshot frames end at offset %d, raft index %d; header says %d, %d",
 			tl.NextOffset(), tl.LastRaftIndex(), hdr.NextOffset, hdr.LastRaftIndex)
@@ -625,6 +668,12 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 // copyFrames appends every frame of a snapshot stream to l until the
 // all-zero end marker.
 func copyFrames(r io.Reader, l *Log) (int, error) {
+	return readSnapshotFrames(r, l.appendFrame)
+}
+
+// readSnapshotFrames calls fn with every frame of a snapshot stream until
+// the all-zero end marker; the frame is only valid during the call.
+func readSnapshotFrames(r io.Reader, fn func(frame []byte) error) (int, error) {
 	var buf bytes.Buffer
 	prefix := make([]byte, frameHeaderLen+lengthPrefix)
 	zero := make([]byte, frameHeaderLen)
@@ -650,7 +699,7 @@ func copyFrames(r io.Reader, l *Log) (int, error) {
 			return n, fmt.Errorf("read frame %d (%d bytes declared): %w", n, size, err)
 		}
 		frame := buf.Bytes()
-		if err := l.appendFrame(frame); err != nil {
+		if err := fn(frame); err != nil {
 			return n, fmt.Errorf("frame %d: %w", n, err)
 		}
 	}

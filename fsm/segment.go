@@ -259,7 +259,12 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 	if err != nil {
 		return scanResult{}, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	res := scanResult{fileSize: st.Size()}
+	return scanFrames(f, st.Size(), f.Name(), base, prevRaft)
+}
+
+// scanFrames is scanSegment over size bytes of any reader.
+func scanFrames(f io.ReaderAt, size int64, name string, base int64, prevRaft uint64) (scanResult, error) {
+	res := scanResult{fileSize: size}
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, res.fileSize), 1<<20)
 	next, lastRaft := base, prevRaft
 	var buf []byte
@@ -272,7 +277,7 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 		}
 		prefix, err := r.Peek(prefixLen)
 		if err != nil {
-			return res, fmt.Errorf("read %s: %w", f.Name(), err)
+			return res, fmt.Errorf("read %s: %w", name, err)
 		}
 		size := frameSizeFromPrefix(prefix)
 		if size < 0 {
@@ -288,7 +293,7 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 		}
 		frame := buf[:size]
 		if _, err := io.ReadFull(r, frame); err != nil {
-			return res, fmt.Errorf("read %s: %w", f.Name(), err)
+			return res, fmt.Errorf("read %s: %w", name, err)
 		}
 		raftIndex, info, err := checkFrame(frame)
 		switch {

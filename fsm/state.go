@@ -52,7 +52,7 @@ func (s logState) encode() []byte {
 }
 
 // errCorruptState marks a state file that exists but fails its checks.
-var errCorruptState = errors.New("corrupt partition state file")
+var errCorruptState = fmt.Errorf("%w: corrupt partition state file", ErrCorruptLog)
 
 func decodeState(b []byte) (logState, error) {
 	if len(b) != stateFileLen {

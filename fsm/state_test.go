@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,4 +87,28 @@ func TestLogFinishesInterruptedRetention(t *testing.T) {
 	assert.Equal(t, second, l2.StartOffset())
 	assert.Len(t, segmentFiles(t, dir, logSuffix), 2)
 	assert.Equal(t, uint64(4), l2.LastRaftIndex())
+}
+
+// A snapshot of a log that holds no batches but has applied Raft entries
+// (retention removed them) restores with its Raft index.
+func TestSnapshotOfEmptiedLogRestores(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	l, err := OpenLog(LogConfig{Dir: dir, SegmentBytes: 1, RetentionBytes: 1, Logger: quietLogger()})
+	require.NoError(t, err)
+	fill(t, l, 3, 1)
+	activeBase := l.segs[2].base
+	_, err = l.ApplyRetention()
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	require.NoError(t, os.Truncate(segmentPath(dir, activeBase, logSuffix), 0))
+
+	p := newTestPartition(t, dir, 1)
+	require.Equal(t, uint64(2), p.AppliedIndex())
+	snap := persist(t, p)
+	q := newTestPartition(t, "", 0)
+	require.NoError(t, q.Restore(io.NopCloser(bytes.NewReader(snap))))
+	assert.Equal(t, activeBase, q.HighWatermark())
+	assert.Equal(t, uint64(2), q.currentLog().LastRaftIndex())
+	r := mustAppend(t, q, 3, 1, plainBatch(t, 1))
+	assert.Equal(t, activeBase, r.BaseOffset)
 }

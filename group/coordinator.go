@@ -96,6 +96,12 @@ type Config struct {
 	// InitialRebalanceDelay is how long a rebalance of an empty group waits
 	// for more members (Kafka's group.initial.rebalance.delay.ms).
 	InitialRebalanceDelay time.Duration
+	// TakeoverDelay holds the first rebalance of a group that members of
+	// an earlier coordinator still talk about (they got UNKNOWN_MEMBER_ID
+	// here) open this long, so every live old member learns that it lost
+	// its partitions and rejoins before anyone is given them again. Default
+	// 5 s, above the clients' default heartbeat interval of 3 s.
+	TakeoverDelay time.Duration
 	// Tick is how often expired sessions and rebalance deadlines are checked.
 	Tick   time.Duration
 	Logger *slog.Logger
@@ -155,6 +161,9 @@ type group struct {
 	// initialDelayUntil holds a rebalance of a previously empty group open
 	// for more members.
 	initialDelayUntil time.Time
+	// recoverUntil is set when members of a previous coordinator's
+	// generation showed up (see Config.TakeoverDelay).
+	recoverUntil time.Time
 }
 
 // New starts a coordinator; Close stops it.
@@ -164,6 +173,9 @@ func New(cfg Config) *Coordinator {
 	}
 	if cfg.MaxSessionTimeout == 0 {
 		cfg.MaxSessionTimeout = 30 * time.Minute
+	}
+	if cfg.TakeoverDelay == 0 {
+		cfg.TakeoverDelay = 5 * time.Second
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = 100 * time.Millisecond
@@ -256,7 +268,7 @@ func (c *Coordinator) expire() {
 		if g.state == StatePreparingRebalance {
 			c.maybeCompleteLocked(g, now)
 		}
-		if g.state == StateEmpty && len(g.members) == 0 && len(g.pending) == 0 && g.generation == 0 {
+		if g.state == StateEmpty && len(g.members) == 0 && len(g.pending) == 0 && g.generation == 0 && now.After(g.recoverUntil) {
 			delete(c.groups, g.name)
 		}
 	}
@@ -269,6 +281,15 @@ func newMemberID(clientID string) string {
 		clientID = "member"
 	}
 	return clientID + "-" + hex.EncodeToString(b[:])
+}
+
+// noteOrphanLocked records that a member this coordinator never saw is
+// still active, so the group's first rebalance here waits for its peers.
+func (c *Coordinator) noteOrphanLocked(g *group, now time.Time) {
+	if g.generation == 0 && g.recoverUntil.IsZero() {
+		g.recoverUntil = now.Add(c.cfg.TakeoverDelay)
+		c.logger.Info("members of an earlier coordinator found; holding the group's first rebalance", "group", g.name, "until", g.recoverUntil)
+	}
 }
 
 func (c *Coordinator) groupLocked(name string, create bool) *group {
@@ -329,6 +350,7 @@ func (c *Coordinator) Join(ctx context.Context, req JoinRequest) (JoinResult, er
 		}
 	} else if _, ok := g.members[id]; !ok {
 		if _, ok := g.pending[id]; !ok && req.InstanceID == "" {
+			c.noteOrphanLocked(g, now)
 			c.mu.Unlock()
 			return JoinResult{MemberID: id}, kerr.UnknownMemberID
 		}
@@ -415,6 +437,9 @@ func (c *Coordinator) prepareRebalanceLocked(g *group, now time.Time) {
 	g.initialDelayUntil = time.Time{}
 	if wasEmpty && c.cfg.InitialRebalanceDelay > 0 {
 		g.initialDelayUntil = now.Add(c.cfg.InitialRebalanceDelay)
+	}
+	if wasEmpty && g.recoverUntil.After(g.initialDelayUntil) {
+		g.initialDelayUntil = g.recoverUntil
 	}
 	c.logger.Debug("group rebalancing", "group", g.name, "members", len(g.members))
 }
@@ -542,8 +567,11 @@ func (c *Coordinator) memberLocked(groupID, memberID string, generation int32) (
 		return nil, nil, kerr.NotCoordinator
 	}
 	g := c.groupLocked(groupID, false)
-	if g == nil {
-		return nil, nil, kerr.UnknownMemberID
+	if g == nil || (g.generation == 0 && len(g.members) == 0) {
+		// A member of an earlier coordinator's generation.
+		g = c.groupLocked(groupID, true)
+		c.noteOrphanLocked(g, c.cfg.Now())
+		return g, nil, kerr.UnknownMemberID
 	}
 	m := g.members[memberID]
 	if m == nil {

@@ -121,3 +121,34 @@ func TestInconsistentProtocolAndReset(t *testing.T) {
 	// A coordinator that took over accepts commits for groups it never saw.
 	assert.NoError(t, c.CheckCommit("g", res.MemberID, res.Generation))
 }
+
+func TestTakeoverHoldsFirstRebalanceForOldMembers(t *testing.T) {
+	c := New(Config{Tick: 10 * time.Millisecond, TakeoverDelay: 300 * time.Millisecond})
+	defer c.Close()
+	ctx := context.Background()
+	// Two members of the previous coordinator's generation 7 heartbeat.
+	require.ErrorIs(t, c.Heartbeat("g", "old-a", 7), kerr.UnknownMemberID)
+	start := time.Now()
+	var wg sync.WaitGroup
+	results := make([]JoinResult, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 1 {
+				// The second old member learns a little later.
+				time.Sleep(100 * time.Millisecond)
+				require.ErrorIs(t, c.Heartbeat("g", "old-b", 7), kerr.UnknownMemberID)
+			}
+			var err error
+			results[i], err = c.Join(ctx, joinReq(""))
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	// Both are in the first generation: nobody was handed everything alone.
+	assert.Equal(t, results[0].Generation, results[1].Generation)
+	assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
+	d := c.Describe("g")
+	assert.Len(t, d.Members, 2)
+}

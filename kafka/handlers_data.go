@@ -209,6 +209,11 @@ func (s *Server) fetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Respons
 						changed = append(changed, res.Changed)
 					}
 				}
+				if rp.RecordBatches == nil {
+					// Null would be a MessageSetSize of -1, which
+					// librdkafka rejects.
+					rp.RecordBatches = []byte{}
+				}
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)

@@ -14,8 +14,8 @@ import (
 	"github.com/sluice-io/sluice/agent"
 	"github.com/sluice-io/sluice/agent/flow"
 	"github.com/sluice-io/sluice/agent/sink"
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/client"
-	"github.com/sluice-io/sluice/fsm"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -30,7 +30,7 @@ func (n *Node) startAgent(ctx context.Context) error {
 	if name == "" {
 		name = "a1"
 	}
-	cl, err := client.New(client.Config{Servers: []string{n.Addr()}, LocalHost: n.cfg.sourceHost(), Logger: n.logger})
+	cl, err := client.New(client.Config{Servers: []string{n.Addr()}, LocalHost: n.cfg.sourceHost(), Logger: n.logger, TLS: n.tls.client})
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func (n *Node) startAgent(ctx context.Context) error {
 	h, err := agent.StartHost(ctx, agent.HostConfig{
 		Path: n.cfg.AgentConfig, Name: name,
 		Registry: agent.DefaultRegistry(w),
-		Deps:     flow.Deps{Agent: name, Logger: n.logger.With("component", "agent"), Servers: []string{n.Addr()}, DataDir: filepath.Join(n.cfg.DataDir, "agent")},
+		Deps:     flow.Deps{Agent: name, Logger: n.logger.With("component", "agent"), Servers: []string{n.Addr()}, DataDir: filepath.Join(n.cfg.DataDir, "agent"), TLS: n.tls.client},
 		Poll:     n.cfg.AgentPoll,
 	})
 	if err != nil {
@@ -160,7 +160,7 @@ func (w *localWriter) Write(ctx context.Context, topic string, part int32, recs 
 	w.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batch := encodeLocal(recs, s.id, s.seq)
+	encoded := encodeLocal(recs, s.id, s.seq)
 	backoff := 20 * time.Millisecond
 	tried := false
 	for {
@@ -175,7 +175,7 @@ func (w *localWriter) Write(ctx context.Context, topic string, part int32, recs 
 			return err
 		}
 		tried = true
-		_, err := w.n.produce(ctx, transport.ProduceRequest{Topic: topic, Partition: part, Batch: batch, TimeoutMs: 5000})
+		_, err := w.n.produce(ctx, transport.ProduceRequest{Topic: topic, Partition: part, Batch: encoded, TimeoutMs: 5000})
 		if err == nil {
 			s.seq += int32(len(recs))
 			return nil
@@ -211,5 +211,5 @@ func encodeLocal(recs []client.Record, pid int64, seq int32) []byte {
 		}
 		krecs[i] = kr
 	}
-	return fsm.NewBatch(krecs, pid, 0, seq, now)
+	return batch.NewBatch(krecs, pid, 0, seq, now)
 }

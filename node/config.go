@@ -42,6 +42,10 @@ type Config struct {
 	// group (default 16 MiB): MaxAppendEntries = MaxAppendBytes /
 	// MaxBatchBytes, at least 1 (see raftgroup.go).
 	MaxAppendBytes int
+	// MinFreeBytes is the free-space floor of the data dir's filesystem:
+	// below it produces and offset commits are refused with a retriable
+	// error (default 64 MiB; negative disables).
+	MinFreeBytes int64
 
 	// Raft timing of the partition and metadata groups. Loopback defaults:
 	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
@@ -53,6 +57,12 @@ type Config struct {
 	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
+	// OffsetsRetention expires a consumer group's offsets this long after
+	// its last commit (default 7 days; negative: never).
+	OffsetsRetention time.Duration
+	// MaxTimestampAhead refuses batches timestamped further ahead of the
+	// leader's clock (default 1 h; negative: no check).
+	MaxTimestampAhead time.Duration
 
 	// Security (see node/security.go). The three TLS files go together:
 	// with them every connection to and between nodes is mutual TLS 1.3.
@@ -107,6 +117,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 64 << 20
 	}
 	if c.MaxAppendBytes == 0 {
 		c.MaxAppendBytes = 16 << 20

@@ -378,34 +378,7 @@ func (k *kafkaCluster) GroupPartitions(ctx context.Context, groupID string) map[
 }
 
 // validateKafkaBatch checks a produced batch before it enters the Raft
-// log. Uncompressed batches get the full check (records walked and
-// counted); compressed ones are checked by header, length and CRC, which
-// needs no decompression, and are stored compressed as they came.
-// TODO(batch): switch to batch.Validate once the batch package lands.
-func validateKafkaBatch(b []byte) error {
-	if len(b) < 61 {
-		return transport.Errorf(transport.ErrCorruptBatch, "batch of %d bytes is shorter than its header", len(b))
-	}
-	if codec := binary.BigEndian.Uint16(b[21:]) & 0x07; codec == 0 {
-		_, _, err := fsm.ParseBatch(b)
-		return err
-	}
-	return checkBatchHeader(b)
-}
-
-func checkBatchHeader(b []byte) error {
-	if l := int64(int32(binary.BigEndian.Uint32(b[8:]))) + 12; l != int64(len(b)) {
-		return transport.Errorf(transport.ErrCorruptBatch, "batch length field says %d bytes, got %d", l, len(b))
-	}
-	if b[16] != 2 {
-		return transport.Errorf(transport.ErrCorruptBatch, "unsupported batch magic %d", b[16])
-	}
-	if want, got := binary.BigEndian.Uint32(b[17:]), crc32c(b[21:]); want != got {
-		return transport.Errorf(transport.ErrCorruptBatch, "batch CRC mismatch: stored %#08x, computed %#08x", want, got)
-	}
-	last := int32(binary.BigEndian.Uint32(b[23:]))
-	if num := int32(binary.BigEndian.Uint32(b[57:])); last < 0 || num != last+1 {
-		return transport.Errorf(transport.ErrCorruptBatch, "batch record count %d does not match last offset delta %d", num, last)
-	}
-	return nil
-}
+// log, exactly as the native produce path does (header, CRC, records
+// walked and counted after decompression); compressed batches are stored
+// compressed, as they came.
+func validateKafkaBatch(b []byte) error { return fsm.ValidateProduce(b) }

@@ -71,9 +71,8 @@ func TestKafkaInteropBothWays(t *testing.T) {
 	ts := time.UnixMilli(time.Now().UnixMilli()).Add(-time.Hour)
 
 	// Kafka client (idempotent by default) -> native client.
-	// Uncompressed: the native client reads compressed batches once the
-	// batch package decompresses.
-	kc := c.kgo(kgo.DefaultProduceTopic("interop"), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	// kgo compresses (snappy) by default; the native client decompresses.
+	kc := c.kgo(kgo.DefaultProduceTopic("interop"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	ctx := context.Background()
 	var sent []*kgo.Record
 	for i := range 20 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -41,11 +42,13 @@ type Node struct {
 	replicas map[partKey]*replica
 	closed   bool
 
-	leaderKick  chan struct{} // wakes the leader reporter
-	barrierTerm uint64        // metadata term whose barrier the controller loop committed
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	leaderKick   chan struct{} // wakes the leader reporter
+	joined       chan struct{} // closed once the gossip join is done
+	bootstrapped atomic.Bool   // this process bootstrapped the metadata group
+	barrierTerm  uint64        // metadata term whose barrier the controller loop committed
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 
 	agentState // the colocated agent (node/agent.go)
 }
@@ -67,6 +70,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger:     cfg.Logger.With("node", cfg.ID),
 		replicas:   make(map[partKey]*replica),
 		leaderKick: make(chan struct{}, 1),
+		joined:     make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
@@ -247,6 +251,7 @@ func (n *Node) sleep(d time.Duration, wake ...<-chan struct{}) bool {
 // joinLoop keeps trying the seeds until one answers.
 func (n *Node) joinLoop() {
 	if len(n.cfg.Join) == 0 {
+		close(n.joined)
 		return
 	}
 	backoff := 200 * time.Millisecond
@@ -254,6 +259,7 @@ func (n *Node) joinLoop() {
 		k, err := n.members.join(n.cfg.Join)
 		if err == nil || k > 0 {
 			n.logger.Info("joined gossip", "contacted", k)
+			close(n.joined)
 			return
 		}
 		n.logger.Warn("join failed, retrying", "seeds", n.cfg.Join, "err", err)

@@ -115,7 +115,13 @@ func (n *Node) reconcileReplicas() {
 		if err := r.fsm.Err(); err != nil {
 			// The partition stopped after a failed disk write. Reopen it:
 			// the log recovers to its last good batch and Raft replays
-			// the rest.
+			// the rest. Not while the disk is (nearly) full: the replay
+			// would fail again, and each reopen of a leader moves the
+			// leadership around for nothing.
+			if n.diskLow() {
+				n.logger.Warn("partition failed and the data dir is below the free-space floor; reopening once space is back", "partition", r.key.String(), "err", err)
+				continue
+			}
 			n.logger.Error("partition failed; reopening", "partition", r.key.String(), "err", err)
 			n.mu.Lock()
 			delete(n.replicas, r.key)
@@ -123,6 +129,7 @@ func (n *Node) reconcileReplicas() {
 			if cerr := r.close(); cerr != nil {
 				n.logger.Warn("close failed replica", "err", cerr)
 			}
+			n.replicaFailed(r, err)
 			continue
 		}
 		if _, ok := want[r.key]; ok && topics[r.key.topic].ID == r.topicID {
@@ -197,7 +204,7 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 	if err := n.makeReplicaDir(dir); err != nil {
 		return err
 	}
-	pf, err := fsm.NewPartition(fsm.PartitionConfig{
+	pf, err := n.openPartitionFSM(dir, fsm.PartitionConfig{
 		Log: fsm.LogConfig{
 			Dir:            filepath.Join(dir, "log"),
 			SegmentBytes:   n.cfg.SegmentBytes,
@@ -205,7 +212,9 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 			RetentionAge:   time.Duration(t.RetentionMs) * time.Millisecond,
 			Logger:         n.logger.With("partition", k.String()),
 		},
-		Logger: n.logger.With("partition", k.String()),
+		Logger:            n.logger.With("partition", k.String()),
+		OffsetsRetention:  n.cfg.OffsetsRetention,
+		MaxTimestampAhead: n.cfg.MaxTimestampAhead,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)

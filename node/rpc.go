@@ -171,6 +171,9 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	if err != nil {
 		return nil, err
 	}
+	if err := n.checkFreeSpace(); err != nil {
+		return nil, err
+	}
 	// Reject a bad batch before it enters the Raft log.
 	if err := fsm.ValidateProduce(req.Batch); err != nil {
 		return nil, err
@@ -273,6 +276,9 @@ func (n *Node) offsetCommit(req transport.OffsetCommitRequest) error {
 	if err := fsm.ValidateOffsetCommit(req.Group, req.Metadata); err != nil {
 		return err
 	}
+	if err := n.checkFreeSpace(); err != nil {
+		return err
+	}
 	f := r.raft().Apply(fsm.EncodeOffsetCommit(req.Group, req.Offset, req.Metadata), 10*time.Second)
 	if err := f.Error(); err != nil {
 		addr, _ := r.raft().LeaderWithID()
@@ -318,6 +324,7 @@ func (n *Node) Status() *transport.StatusResponse {
 			AppliedIndex:  r.raft().AppliedIndex(),
 			HighWatermark: r.fsm.HighWatermark(),
 			StartOffset:   r.fsm.StartOffset(),
+			Bytes:         r.fsm.Size(),
 		})
 	}
 	sortPartitionStatus(st.Partitions)

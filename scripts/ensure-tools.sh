@@ -10,6 +10,8 @@ TOOLS=(
   "logger:bsdutils"
   "curl:curl"
   "nc:netcat-openbsd"
+  # the status page test drives headless Chromium
+  "chromium:chromium"
 )
 
 missing=()

@@ -261,6 +261,8 @@ type PartitionStatus struct {
 	AppliedIndex  uint64 `msgpack:"applied" json:"applied_index"`
 	HighWatermark int64  `msgpack:"hw" json:"high_watermark"`
 	StartOffset   int64  `msgpack:"start" json:"log_start_offset"`
+	// Bytes is the size of the replica's retained log.
+	Bytes int64 `msgpack:"bytes,omitempty" json:"bytes"`
 }
 
 type StatusResponse struct {

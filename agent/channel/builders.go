@@ -10,5 +10,8 @@ func Builders() map[string]flow.ChannelBuilder {
 		"org.apache.flume.channel.memorychannel": NewMemory,
 		"file":                                   NewFile,
 		"org.apache.flume.channel.file.filechannel": NewFile,
+		"sluice": NewSluice,
+		"kafka":  NewSluice,
+		"org.apache.flume.channel.kafka.kafkachannel": NewSluice,
 	}
 }

@@ -25,7 +25,12 @@ type item struct {
 // persister makes a commit durable before it is applied in memory (the
 // file channel's WAL). nil for the memory channel.
 type persister interface {
-	persist(puts []item, takes []item) error
+	// enqueue adds one transaction's record to the next group commit
+	// (called under commitMu, so the log order is the commit order);
+	// wait returns once that group is on disk (one fsync for every
+	// transaction of the group).
+	enqueue(puts []item, takes []item) *flushGroup
+	wait(g *flushGroup) error
 	// checkPut refuses a put before it is buffered (minimumRequiredSpace).
 	checkPut() error
 }
@@ -48,7 +53,10 @@ type core struct {
 	persist persister
 
 	mu       sync.Mutex
-	commitMu sync.Mutex // orders persist+apply, so the WAL order is the queue order
+	commitMu sync.Mutex // orders id assignment and enqueueing, so the WAL order is the id order
+	// applying counts commits enqueued but not yet applied in memory; a
+	// checkpoint (holding commitMu) waits for it to drain.
+	applying sync.WaitGroup
 	q        []item
 	head     int
 	bytes    int64 // bodies in the queue and in in-flight takes
@@ -91,6 +99,13 @@ func (c *core) Name() string             { return c.name }
 func (c *core) Counters() *flow.Counters { return c.counters }
 func (c *core) Notify() <-chan struct{}  { c.mu.Lock(); defer c.mu.Unlock(); return c.notify }
 func (c *core) Size() int64              { c.mu.Lock(); defer c.mu.Unlock(); return c.sizeLocked() }
+
+// Pending counts the events in the channel, in-flight takes included.
+func (c *core) Pending() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sizeLocked() + c.inTakes
+}
 
 func (c *core) updateSizeLocked() { c.counters.Set(flow.ChannelSize, c.sizeLocked()) }
 
@@ -261,8 +276,12 @@ func (t *tx) Commit() error {
 	}
 	c.mu.Unlock()
 	if c.persist != nil {
-		if err := c.persist.persist(items, t.takes); err != nil {
-			c.commitMu.Unlock()
+		g := c.persist.enqueue(items, t.takes)
+		c.applying.Add(1)
+		c.commitMu.Unlock()
+		err := c.persist.wait(g)
+		if err != nil {
+			c.applying.Done()
 			if !c.atPut {
 				c.mu.Lock()
 				c.reserved -= int64(len(t.puts))
@@ -271,6 +290,9 @@ func (t *tx) Commit() error {
 			}
 			return fmt.Errorf("channel %s: commit: %w", c.name, err)
 		}
+		defer c.applying.Done()
+	} else {
+		defer c.commitMu.Unlock()
 	}
 	c.mu.Lock()
 	c.q = append(c.q, items...)
@@ -287,7 +309,6 @@ func (t *tx) Commit() error {
 		c.notify = make(chan struct{})
 	}
 	c.mu.Unlock()
-	c.commitMu.Unlock()
 	c.counters.Add(flow.EventPutSuccessCount, int64(len(t.puts)))
 	c.counters.Add(flow.EventTakeSuccessCount, int64(len(t.takes)))
 	t.puts, t.takes = nil, nil

@@ -39,11 +39,15 @@ type File struct {
 	f      *os.File
 	seq    uint64 // current log file number
 	size   int64
-	buf    []byte
 	broken error // a write that could not be undone: refuse commits
-	lastCk time.Time
 	smu    sync.Mutex
 	freeOK time.Time // last time free space was checked and sufficient (smu)
+
+	// Group commit (fmu): cur collects records while a flush runs.
+	fmu      sync.Mutex
+	fcond    *sync.Cond
+	cur      *flushGroup
+	flushing bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -100,6 +104,7 @@ func NewFile(name string, p *flow.Props, d flow.Deps) (flow.Channel, error) {
 	c.atPut = true
 	c.taken = map[uint64]item{}
 	fc := &File{core: c, log: logger, ckptDir: ckpt, dataDir: dataDir, maxFileSize: maxFile, minFree: uint64(minFree), interval: interval}
+	fc.fcond = sync.NewCond(&fc.fmu)
 	c.persist = fc
 	return fc, nil
 }
@@ -280,16 +285,62 @@ func (fc *File) checkPut() error {
 	return nil
 }
 
-// persist appends one transaction's record and fsyncs it. Called under
-// commitMu, so records are in commit order.
-func (fc *File) persist(puts []item, takes []item) error {
+// flushGroup is the records of the transactions that share one write
+// and one fsync.
+type flushGroup struct {
+	buf  []byte
+	done chan struct{}
+	err  error
+}
+
+func (fc *File) enqueue(puts []item, takes []item) *flushGroup {
+	fc.fmu.Lock()
+	defer fc.fmu.Unlock()
+	g := fc.cur
+	if g == nil {
+		g = &flushGroup{done: make(chan struct{})}
+		fc.cur = g
+	}
+	g.buf = encodeRecord(g.buf, puts, takes)
+	return g
+}
+
+// wait makes g durable: the first waiter while no flush runs writes the
+// whole pending group; the others wait for it (leader/follower group
+// commit).
+func (fc *File) wait(g *flushGroup) error {
+	fc.fmu.Lock()
+	for {
+		select {
+		case <-g.done:
+			fc.fmu.Unlock()
+			return g.err
+		default:
+		}
+		if fc.flushing {
+			fc.fcond.Wait()
+			continue
+		}
+		grp := fc.cur
+		fc.cur = nil
+		fc.flushing = true
+		fc.fmu.Unlock()
+		grp.err = fc.writeSync(grp.buf)
+		close(grp.done)
+		fc.fmu.Lock()
+		fc.flushing = false
+		fc.fcond.Broadcast()
+	}
+}
+
+// writeSync appends whole records and fsyncs them.
+func (fc *File) writeSync(buf []byte) error {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
 	if fc.broken != nil {
 		return fc.broken
 	}
-	fc.buf = encodeRecord(fc.buf[:0], puts, takes)
-	if fc.size > 0 && fc.size+int64(len(fc.buf)) > fc.maxFileSize {
+	if fc.size > 0 && fc.size+int64(len(buf)) > fc.maxFileSize {
 		if err := fc.f.Sync(); err != nil {
 			return fc.fail(err)
 		}
@@ -297,7 +348,7 @@ func (fc *File) persist(puts []item, takes []item) error {
 			return err
 		}
 	}
-	if _, err := fc.f.Write(fc.buf); err != nil {
+	if _, err := fc.f.Write(buf); err != nil {
 		// Undo the partial write so the log stays a sequence of whole
 		// records (ENOSPC lands here).
 		if terr := fc.f.Truncate(fc.size); terr != nil {
@@ -311,10 +362,7 @@ func (fc *File) persist(puts []item, takes []item) error {
 	if err := fc.f.Sync(); err != nil {
 		return fc.fail(err)
 	}
-	fc.size += int64(len(fc.buf))
-	if cap(fc.buf) > 8<<20 {
-		fc.buf = nil
-	}
+	fc.size += int64(len(buf))
 	return nil
 }
 
@@ -344,6 +392,9 @@ func (fc *File) checkpointLoop() {
 // point, then deletes the older logs.
 func (fc *File) checkpoint() error {
 	fc.commitMu.Lock()
+	// Every enqueued commit must be on disk and applied before the
+	// snapshot: its record may be in a log the checkpoint lets go.
+	fc.applying.Wait()
 	fc.wmu.Lock()
 	if fc.broken != nil {
 		fc.wmu.Unlock()
@@ -470,3 +521,6 @@ func readCheckpoint(path string) (items []item, nextID, fromSeq uint64, err erro
 	}
 	return items, max(nextID, 1), fromSeq, nil
 }
+
+// Durable: committed events survive the process.
+func (c *File) Durable() bool { return true }

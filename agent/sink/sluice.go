@@ -108,7 +108,7 @@ func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local W
 		if len(servers) == 0 {
 			servers = d.Servers
 		}
-		c, err := client.New(client.Config{Servers: servers, Logger: s.log})
+		c, err := client.New(client.Config{Servers: servers, Logger: s.log, TLS: d.TLS})
 		if err != nil {
 			return nil, fmt.Errorf("%s.servers: %w", p.Prefix, err)
 		}
@@ -129,11 +129,7 @@ func first(p *flow.Props, def string, keys ...string) string {
 }
 
 func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 func (s *Sluice) Start(context.Context) error { s.counters.MarkStart(); return nil }

@@ -1,10 +1,12 @@
 package source
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -61,4 +63,16 @@ func TestExecBadConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "a1.sources.r1.command")
 	_, err = buildSource(t, "exec", map[string]string{"command": "true", "batchSize": "0"}, &fakeProc{})
 	assert.ErrorContains(t, err, "a1.sources.r1.batchSize")
+}
+
+func TestExecStopEndsTheCommand(t *testing.T) {
+	proc := &fakeProc{}
+	s, err := buildSource(t, "exec", map[string]string{"command": "echo up; exec sleep 60", "shell": "/bin/sh -c", "restart": "true", "batchTimeout": "10"}, proc)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	proc.waitEvents(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.Stop(ctx), "the command is terminated, not waited for")
+	assert.Equal(t, []string{"up"}, proc.bodies())
 }

@@ -159,7 +159,7 @@ func newNetcatUDP(name string, p *flow.Props, proc flow.Processor, d flow.Deps) 
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	s.udp = udp{b: &s.base, addr: addr, handle: s.handle, max: 65535}
+	s.udp = udp{b: &s.base, addr: addr, handle: s.handle}
 	return s, nil
 }
 

@@ -110,6 +110,10 @@ func TestNetcatFailedChannelAnswersFailed(t *testing.T) {
 	l, err := bufio.NewReader(c).ReadString('\n')
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(l, "FAILED: "), l)
+	assert.EqualValues(t, 1, s.Counters().Get(flow.OpenConnectionCount))
+	c.Close()
+	require.Eventually(t, func() bool { return s.Counters().Get(flow.OpenConnectionCount) == 0 }, 10*time.Second, 5*time.Millisecond)
+	assert.EqualValues(t, 1, s.Counters().Get(flow.ChannelWriteFail))
 }
 
 func TestNetcatUDP(t *testing.T) {

@@ -153,7 +153,11 @@ func TestSyslogTCPWithLogger(t *testing.T) {
 	assert.True(t, strings.HasSuffix(string(evs[0].Body), "payment failed id=42"), "%q", evs[0].Body)
 	checkLoggerEvent(t, evs[1], "1", "3", "second message", start)
 	assert.Equal(t, "1", evs[1].Headers["version"])
-	assert.EqualValues(t, 2, s.Counters().Get(flow.EventAcceptedCount))
+	// RFC 6587 octet counting, as logger --octet-count frames messages.
+	run(t, needTool(t, "logger"), "--tcp", "--rfc5424", "--octet-count", "--server", "127.0.0.1", "--port", port, "-p", "user.info", "-t", "app", "counted")
+	evs = proc.waitEvents(t, 3)
+	checkLoggerEvent(t, evs[2], "1", "6", "counted", start)
+	assert.EqualValues(t, 3, s.Counters().Get(flow.EventAcceptedCount))
 }
 
 func TestSyslogUDPWithLogger(t *testing.T) {

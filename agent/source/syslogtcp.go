@@ -2,6 +2,7 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -118,8 +119,8 @@ func (s *syslogTCP) serve(c net.Conn, port int) {
 				ev.Headers[s.hostHeader] = clientHost
 			}
 			evs = append(evs, ev)
-			if r.Buffered() == 0 {
-				break
+			if !bytes.Contains(peekBuffered(r), []byte{'\n'}) {
+				break // deliver what we have rather than wait for more
 			}
 		}
 		if err := s.deliver(evs); err != nil {

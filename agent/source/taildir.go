@@ -224,7 +224,7 @@ func (s *taildir) scan(positions map[uint64]tailPosition, skipToEnd bool) {
 				continue
 			}
 			path := filepath.Join(g.dir, e.Name())
-			if path == s.posFile {
+			if path == s.posFile || path == s.posFile+".tmp" {
 				continue
 			}
 			fi, err := os.Stat(path)

@@ -62,11 +62,11 @@ func TestTaildirGroupsAndHeaders(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.WriteString("b2 part")
 	require.NoError(t, err)
-	evs := proc.waitEvents(t, 4)
+	proc.waitEvents(t, 4)
 	_, err = f.WriteString("ial\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	evs = proc.waitEvents(t, 5)
+	evs := proc.waitEvents(t, 5)
 	byBody := map[string]flow.Event{}
 	for _, e := range evs {
 		byBody[string(e.Body)] = e
@@ -182,4 +182,41 @@ func TestTaildirBadConfig(t *testing.T) {
 	assert.ErrorContains(t, err, "a1.sources.r1.filegroups.f1")
 	_, err = buildSource(t, "taildir", map[string]string{"filegroups": "f1", "filegroups.f1": "/var/log/(x"}, &fakeProc{})
 	assert.ErrorContains(t, err, "a1.sources.r1.filegroups.f1")
+}
+
+// A crash leaves the position file as it was at its last write: the next
+// start reads the lines since then again (counted here), never fewer.
+func TestTaildirStalePositionFileMeansDuplicatesNotLoss(t *testing.T) {
+	dir := t.TempDir()
+	posFile := filepath.Join(t.TempDir(), "pos.json")
+	log := filepath.Join(dir, "app.log")
+	appendLines(t, log, numbered("a", 20)...)
+	proc := &fakeProc{}
+	s, err := buildSource(t, "taildir", tailProps(dir, posFile), proc)
+	require.NoError(t, err)
+	require.NoError(t, s.Start(context.Background()))
+	proc.waitEvents(t, 20)
+	require.Eventually(t, func() bool {
+		data, err := os.ReadFile(posFile)
+		return err == nil && strings.Contains(string(data), `"pos":`) && !strings.Contains(string(data), `"pos":0`)
+	}, 10*time.Second, 5*time.Millisecond)
+	stale, err := os.ReadFile(posFile)
+	require.NoError(t, err)
+	appendLines(t, log, numbered("b", 20)...)
+	proc.waitEvents(t, 40)
+	stopNow(t, s)
+	require.NoError(t, os.WriteFile(posFile, stale, 0o644)) // as if killed before the next write
+
+	appendLines(t, log, numbered("c", 5)...)
+	proc2 := &fakeProc{}
+	startSource(t, "taildir", tailProps(dir, posFile), proc2)
+	proc2.waitEvents(t, 25)
+	seen := map[string]int{}
+	for _, b := range append(proc.bodies(), proc2.bodies()...) {
+		seen[b]++
+	}
+	for _, want := range append(append(numbered("a", 20), numbered("b", 20)...), numbered("c", 5)...) {
+		assert.GreaterOrEqual(t, seen[want], 1, want)
+	}
+	t.Logf("%d lines read again after the stale position", len(proc2.bodies())-5)
 }

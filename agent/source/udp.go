@@ -15,7 +15,6 @@ import (
 type udp struct {
 	b      *base
 	addr   string
-	max    int
 	pc     net.PacketConn
 	handle func(pkt []byte, from net.Addr) flow.Event
 }

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-io/sluice/chaos/lazyfs"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -44,11 +45,17 @@ type Config struct {
 	BootstrapExpect int
 	// ExtraArgs are appended to every `sluice node` command line.
 	ExtraArgs []string
-	// Env is added to the nodes' environment.
-	Env []string
+	// Env is added to the nodes' environment: key "*" for every node, a
+	// node id for that node only.
+	Env map[string][]string
 	// StopTimeout bounds a graceful stop before SIGKILL (default 10s).
 	StopTimeout time.Duration
-	Logger      *slog.Logger
+	// LazyFS mounts a filesystem that forgets unsynced writes over each
+	// node's data directory (process mode, needs root and FUSE), for
+	// PowerLoss.
+	LazyFS        bool
+	LazyFSOptions lazyfs.Options
+	Logger        *slog.Logger
 }
 
 // Node is one node of the cluster.
@@ -91,6 +98,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	crashes []Crash
+	lazy    map[string]*lazyfs.FS // node id -> its data directory's filesystem
 }
 
 // runtime is how nodes are run: plain processes or Docker containers.
@@ -154,6 +162,11 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		c.nodes = append(c.nodes, n)
 		c.byID[id] = n
+	}
+	if cfg.LazyFS {
+		if err := c.mountLazy(); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -348,7 +361,7 @@ func (r *processRuntime) start(n *Node, out *os.File) (instance, error) {
 	cmd := exec.Command(r.c.cfg.Binary, r.c.args(n, n.DataDir)...)
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.Env = append(os.Environ(), r.c.cfg.Env...)
+	cmd.Env = append(append(os.Environ(), r.c.cfg.Env["*"]...), r.c.cfg.Env[n.ID]...)
 	// Own process group: a ^C at the terminal reaches the harness only, which
 	// then tears the nodes down in order. Pdeathsig kills them if the
 	// harness dies without doing so.
@@ -530,7 +543,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	// Even when a stop failed: removing a container kills it anyway.
 	errs[len(c.nodes)] = c.rt.close(ctx)
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.unmountLazy())...)
 }
 
 // Crashes lists the unexpected exits so far.

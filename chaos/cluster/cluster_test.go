@@ -62,7 +62,7 @@ func fakeNode() {
 
 func newTestCluster(t *testing.T) *Cluster {
 	t.Helper()
-	c, err := New(Config{Binary: os.Args[0], Nodes: 3, BaseHost: 201, Dir: t.TempDir(), Env: []string{"SLUICE_FAKE_NODE=1"}, StopTimeout: 5 * time.Second})
+	c, err := New(Config{Binary: os.Args[0], Nodes: 3, BaseHost: 201, Dir: t.TempDir(), Env: map[string][]string{"*": {"SLUICE_FAKE_NODE=1"}}, StopTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
 	return c

@@ -402,7 +402,7 @@ func (r *dockerRuntime) createArgs(n *Node, image, user string) []string {
 		"--tmpfs", "/tmp",
 	}
 	args = append(args, r.labels()...)
-	for _, e := range r.c.cfg.Env {
+	for _, e := range append(append([]string(nil), r.c.cfg.Env["*"]...), r.c.cfg.Env[n.ID]...) {
 		args = append(args, "--env", e)
 	}
 	args = append(args, image)

@@ -61,17 +61,19 @@ const LossyShare = 0.2
 
 // Families group fault kinds under the names the CLI accepts.
 var Families = map[string][]string{
-	"kill":      {KillRandom, KillLeader, KillMajority},
-	"pause":     {PauseRandom, PauseLeader},
-	"partition": {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
-	"restart":   {RestartAll},
-	"combo":     {Combo},
+	"kill":       {KillRandom, KillLeader, KillMajority},
+	"pause":      {PauseRandom, PauseLeader},
+	"partition":  {PartitionOne, PartitionLeader, PartitionHalves, PartitionBridge, PartitionRing, PartitionLossy},
+	"restart":    {RestartAll},
+	"combo":      {Combo},
+	"power-loss": {PowerLoss, PowerLossAll},
+	"lifecycle":  {TopicLifecycle}, // not in AllKinds (not in "all") until it has run reliably
 }
 
 // AllKinds lists every fault kind.
 func AllKinds() []string {
 	var out []string
-	for _, f := range []string{"kill", "pause", "partition", "restart", "combo"} {
+	for _, f := range []string{"kill", "pause", "partition", "restart", "combo", "power-loss"} {
 		out = append(out, Families[f]...)
 	}
 	return out
@@ -150,8 +152,13 @@ type Fault interface {
 type Env struct {
 	Target Target
 	Net    Network
-	Rng    *rand.Rand
-	mu     *sync.Mutex // guards Rng, shared by concurrent users of an Env
+	// Power cuts nodes' power; nil when the data directories are not on
+	// lazy filesystems (then power-loss faults cannot be made).
+	Power PowerCutter
+	Rng   *rand.Rand
+	mu    *sync.Mutex // guards Rng, shared by concurrent users of an Env
+	Admin TopicAdmin  // topic-lifecycle only; nil otherwise
+	life  *lifecycleState
 }
 
 func (e Env) intn(n int) int {
@@ -179,7 +186,12 @@ func NewFault(kind string, env Env) (Fault, error) {
 	if NeedsNetwork(kind) && !canPartition(env.Net, kind, len(env.Target.Nodes())) {
 		return nil, fmt.Errorf("nemesis %s: the network cannot make this partition", kind)
 	}
+	if NeedsPower(kind) && env.Power == nil {
+		return nil, fmt.Errorf("nemesis %s needs root and FUSE (lazy filesystems under the nodes), which are not available", kind)
+	}
 	switch kind {
+	case PowerLoss, PowerLossAll:
+		return &powerFault{kind: kind, env: env}, nil
 	case KillRandom, KillLeader, KillMajority, RestartAll:
 		return &killFault{kind: kind, env: env}, nil
 	case PauseRandom, PauseLeader:
@@ -188,6 +200,8 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return &partitionFault{kind: kind, env: env}, nil
 	case Combo:
 		return newCombo(env)
+	case TopicLifecycle:
+		return newLifecycle(env)
 	}
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }

@@ -353,7 +353,9 @@ func TestFaultsInjectAndHeal(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			target := newFakeTarget(5)
 			net := &fakeNet{}
-			f, err := NewFault(kind, NewEnv(target, net, 7))
+			env := NewEnv(target, net, 7)
+			env.Power = fakePower{target}
+			f, err := NewFault(kind, env)
 			require.NoError(t, err)
 			nodes, _, err := f.Inject(ctx)
 			require.NoError(t, err)
@@ -370,7 +372,7 @@ func TestFaultsInjectAndHeal(t *testing.T) {
 			if NeedsNetwork(kind) {
 				assert.NotEmpty(t, net.rules)
 			}
-			if kind != RestartAll && kind != Combo && !NeedsNetwork(kind) {
+			if kind != RestartAll && kind != PowerLossAll && kind != Combo && !NeedsNetwork(kind) {
 				assert.False(t, target.healthy())
 			}
 			require.NoError(t, f.Heal(ctx))

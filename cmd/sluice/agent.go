@@ -48,6 +48,10 @@ configuration; SIGTERM drains in-flight transactions and stops.`,
 					seeds = append(seeds, s)
 				}
 			}
+			tlsCfg, err := clientTLS(cmd)
+			if err != nil {
+				return err
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -55,7 +59,7 @@ configuration; SIGTERM drains in-flight transactions and stops.`,
 			h, err := agent.StartHost(cmd.Context(), agent.HostConfig{
 				Path: conf, Name: name,
 				Registry:     agent.DefaultRegistry(nil),
-				Deps:         flow.Deps{Agent: name, Logger: logger, Servers: seeds, DataDir: dataDir},
+				Deps:         flow.Deps{Agent: name, Logger: logger, Servers: seeds, DataDir: dataDir, TLS: tlsCfg},
 				Poll:         poll,
 				DrainTimeout: drain,
 			})

@@ -40,7 +40,11 @@ results.json and index.html with plots.
 Nemesis families: kill, pause, partition, restart, combo, all, none; or
 kinds: ` + strings.Join(nemesis.AllKinds(), ", ") + `.
 Partitions need root and iptables (scripts/ensure-iptables.sh); without them
-only the other faults run.
+only the other faults run. Power-loss faults (power-loss: one node,
+power-loss-all: every node at once) kill -9 and discard what the node wrote
+without fsyncing: the harness mounts a FUSE filesystem that forgets unsynced
+writes (chaos/lazyfs) over each node's data directory, which needs root and
+/dev/fuse; without them those faults are reported as SKIPPED.
 
 With --docker the nodes run as Docker containers instead (an engine must
 answer 'docker info', else the command fails): an image FROM scratch holding
@@ -109,6 +113,8 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 	f.Int64Var(&opts.Seed, "seed", 0, "random seed of the fault choices (default: time-based)")
 	f.IntVar(&opts.BaseHost, "base-host", 11, "node i listens on 127.0.0.(BASE+i-1) (process mode)")
 	f.BoolVar(&opts.KeepData, "keep-data", false, "keep the nodes' data directories of a passing run")
+	f.BoolVar(&opts.TornWrites, "torn-writes", false, "power loss keeps a random prefix of each file's last unsynced write")
+	f.BoolVar(&opts.StrictDirs, "strict-dirs", false, "power loss keeps only directory entries whose directory was fsynced (default: any fsync commits them, as ext4)")
 	f.BoolVar(&opts.Docker, "docker", false, "run the nodes as Docker containers (image FROM scratch, network of the run's own) instead of processes")
 	f.StringVar(&opts.DockerPartitions, "docker-partitions", "auto", "with --docker, how to partition: auto, iptables or disconnect")
 	return cmd
