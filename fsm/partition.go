@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-io/sluice/internal/failpoint"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -219,6 +220,9 @@ func (p *Partition) Apply(l *raft.Log) any {
 		if c.Group == "" {
 			return transport.Errorf(transport.ErrInvalidRequest, "offset commit without a group")
 		}
+		if failpoint.Enabled(failpoint.ForgetGroupOffset) && failpoint.Starting() {
+			return nil
+		}
 		p.mu.Lock()
 		p.groups[c.Group] = groupOffset{Offset: c.Offset, Metadata: c.Metadata}
 		p.mu.Unlock()
@@ -234,7 +238,7 @@ func (p *Partition) applyAppend(l *raft.Log) any {
 	if err != nil {
 		return err
 	}
-	if info.producerID >= 0 {
+	if info.producerID >= 0 && !failpoint.Enabled(failpoint.SkipIdempotence) {
 		dup, err := p.producers.check(info)
 		if err != nil {
 			return err
@@ -263,6 +267,9 @@ func (p *Partition) applyAppend(l *raft.Log) any {
 		}
 		base = b
 	} else {
+		if failpoint.Enabled(failpoint.DropAppliedBatch) && l.Index%failpoint.DropEvery == 0 {
+			return &AppendResult{BaseOffset: lg.NextOffset(), LastOffset: lg.NextOffset() + int64(info.count) - 1}
+		}
 		base, err = lg.appendChecked(batch, info, l.Index, int32(l.Term))
 		if err != nil {
 			err = fmt.Errorf("append raft entry %d: %w", l.Index, err)
