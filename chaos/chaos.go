@@ -446,6 +446,7 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	wl, err := workload.New(workload.Config{
 		Topic: opts.Topic, Partitions: opts.Partitions, Producers: opts.Producers, Rate: opts.Rate,
 		OpTimeout: opts.OpTimeout, Seed: opts.Seed, Open: open, Unknown: client.IsUnknownOutcome,
+		Gone:     func(err error) bool { return transport.CodeOf(err) == transport.ErrUnknownTopic },
 		Recorder: r.rec, Logger: r.logger,
 	})
 	if err != nil {
