@@ -453,6 +453,9 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 		return err
 	}
 	env := nemesis.NewEnv(r.cl, netw, opts.Seed)
+	admin := newLifecycleAdmin(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "lifecycle-client"))
+	defer admin.Close()
+	env.Admin = admin
 	if r.cl.CanPowerLoss() {
 		env.Power = r.cl
 	}

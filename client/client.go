@@ -11,6 +11,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxFrameBytes caps one RPC frame; 0 keeps the transport's default.
 	MaxFrameBytes int
+	// TLS, when set, connects to the nodes over TLS 1.3: RootCAs holds the
+	// cluster's CA and Certificates the client's own, which nodes started
+	// with --tls-* require. transport.ClientTLS builds one from PEM files.
+	TLS *tls.Config
 	// UnknownTopicWait is how long partition calls keep retrying a topic or
 	// partition the cluster does not know yet (metadata lags briefly behind
 	// a create on some nodes); default 2s, negative fails at once.
@@ -138,6 +143,7 @@ func New(cfg Config) (*Client, error) {
 		LocalHost:     cfg.LocalHost,
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       cfg.DialTimeout,
+		TLS:           cfg.TLS,
 	})
 	return c, nil
 }

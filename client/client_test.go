@@ -180,6 +180,27 @@ func TestProduceLostReplyRetriedWithSameSequence(t *testing.T) {
 	assert.Equal(t, int32(4), last.seq)
 }
 
+// A server that evicted the producer's state answers the next batch with
+// ErrOutOfOrderSequence; the client starts a fresh producer id by itself.
+func TestProduceAfterProducerStateEvicted(t *testing.T) {
+	fc := newFakeCluster(t, 1)
+	fc.createTopic("t", 1, 0)
+	c := newTestClient(t, fc.addr(0))
+	ctx := testCtx(t)
+	_, err := c.ProduceBatch(ctx, "t", 0, values("a", 2))
+	require.NoError(t, err)
+	fc.forgetProducers("t", 0)
+	base, err := c.ProduceBatch(ctx, "t", 0, values("b", 2))
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), base)
+	assert.Equal(t, append(strs("a", 0, 2), strs("b", 0, 2)...), fc.records("t", 0))
+	seen := fc.producesSeen()
+	require.Len(t, seen, 3)
+	assert.Equal(t, int32(2), seen[1].seq, "the old stream went on first")
+	assert.NotEqual(t, seen[0].producerID, seen[2].producerID, "then a fresh producer id")
+	assert.Equal(t, int32(0), seen[2].seq)
+}
+
 func TestProduceUnknownOutcomeStartsFreshStream(t *testing.T) {
 	fc := newFakeCluster(t, 1)
 	fc.createTopic("t", 1, 0)
@@ -231,7 +252,7 @@ func TestProducerRecordTooLargeRejectedLocally(t *testing.T) {
 	fc.createTopic("t", 1, 0)
 	c := newTestClient(t, fc.addr(0))
 	ctx := testCtx(t)
-	p, err := c.NewProducer(ProducerConfig{Topic: "t", MaxRecordBytes: 100})
+	p, err := c.NewProducer(ProducerConfig{Topic: "t", MaxRecordBytes: 200})
 	require.NoError(t, err)
 	defer p.Close()
 
@@ -243,6 +264,16 @@ func TestProducerRecordTooLargeRejectedLocally(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(0), r.Offset)
 	assert.Len(t, fc.producesSeen(), 1, "the big record must never be sent")
+
+	// By default the limit is the server's batch limit, header included: a
+	// record that fits 1 MiB only without the batch header is refused here
+	// rather than by the server.
+	d, err := c.NewProducer(ProducerConfig{Topic: "t"})
+	require.NoError(t, err)
+	defer d.Close()
+	_, err = d.SendSync(ctx, Record{Value: make([]byte, 1<<20-30)})
+	assert.Equal(t, transport.ErrRecordTooLarge, transport.CodeOf(err), "%v", err)
+	assert.Len(t, fc.producesSeen(), 1)
 }
 
 func TestProducerBatchesByLingerAndSize(t *testing.T) {

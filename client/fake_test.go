@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/sluice-io/sluice/fsm"
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -121,6 +121,15 @@ func (fc *fakeCluster) createLocked(name string, parts int, leader int) {
 	fc.topics[name] = t
 }
 
+// forgetProducers drops every producer's state of a partition, as a
+// server does when it evicts them.
+func (fc *fakeCluster) forgetProducers(topic string, part int32) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	l := fc.topics[topic].parts[part]
+	l.producers, l.nextSeq = map[int64]map[int32][2]int64{}, map[int64]int32{}
+}
+
 // setLeader moves the leadership of every partition of topic to node i.
 func (fc *fakeCluster) setLeader(topic string, i int) {
 	fc.mu.Lock()
@@ -151,16 +160,17 @@ func (fc *fakeCluster) records(topic string, part int32) []string {
 	l := fc.topics[topic].parts[part]
 	next := int64(-1)
 	for _, b := range l.batches {
-		rb, recs, err := fsm.ParseBatch(b)
-		require.NoError(fc.t, err)
-		for _, r := range recs {
-			off := rb.FirstOffset + int64(r.OffsetDelta)
+		h, _ := batch.ParseHeader(b)
+		_, err := batch.Walk(b, 0, func(r batch.Record) error {
+			off := h.BaseOffset + int64(r.OffsetDelta)
 			if next >= 0 {
 				require.Equal(fc.t, next, off, "offsets must be dense")
 			}
 			next = off + 1
 			out = append(out, string(r.Value))
-		}
+			return nil
+		})
+		require.NoError(fc.t, err)
 	}
 	return out
 }
@@ -294,33 +304,34 @@ func (fc *fakeCluster) produce(ctx context.Context, i int, req *transport.Produc
 		fc.mu.Unlock()
 		return nil, err
 	}
-	rb, recs, err := fsm.ParseBatch(req.Batch)
+	rb, err := batch.Count(req.Batch, 0)
 	if err != nil {
 		fc.mu.Unlock()
-		return nil, err
+		return nil, transport.Errorf(transport.ErrCorruptBatch, "%v", err)
 	}
-	seen := fakeProduce{node: fc.nodes[i].id, partition: req.Partition, producerID: rb.ProducerID, seq: rb.FirstSequence, records: len(recs)}
+	n := int(rb.NumRecords)
+	seen := fakeProduce{node: fc.nodes[i].id, partition: req.Partition, producerID: rb.ProducerID, seq: rb.BaseSequence, records: n}
 	var resp transport.ProduceResponse
-	if prev, ok := l.producers[rb.ProducerID][rb.FirstSequence]; ok {
+	if prev, ok := l.producers[rb.ProducerID][rb.BaseSequence]; ok {
 		seen.dup = true
 		resp = transport.ProduceResponse{BaseOffset: prev[0], LastOffset: prev[1]}
 	} else {
 		want, known := l.nextSeq[rb.ProducerID]
-		if (known && rb.FirstSequence != want) || (!known && rb.FirstSequence != 0) {
+		if (known && rb.BaseSequence != want) || (!known && rb.BaseSequence != 0) {
 			fc.produces = append(fc.produces, seen)
 			fc.mu.Unlock()
-			return nil, transport.Errorf(transport.ErrInvalidRequest, "sequence %d, want %d", rb.FirstSequence, want)
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "sequence %d, want %d", rb.BaseSequence, want)
 		}
 		stored := append([]byte(nil), req.Batch...)
 		binary.BigEndian.PutUint64(stored, uint64(l.next))
 		l.batches = append(l.batches, stored)
-		resp = transport.ProduceResponse{BaseOffset: l.next, LastOffset: l.next + int64(len(recs)) - 1}
-		l.next += int64(len(recs))
+		resp = transport.ProduceResponse{BaseOffset: l.next, LastOffset: l.next + int64(n) - 1}
+		l.next += int64(n)
 		if l.producers[rb.ProducerID] == nil {
 			l.producers[rb.ProducerID] = map[int32][2]int64{}
 		}
-		l.producers[rb.ProducerID][rb.FirstSequence] = [2]int64{resp.BaseOffset, resp.LastOffset}
-		l.nextSeq[rb.ProducerID] = rb.FirstSequence + int32(len(recs))
+		l.producers[rb.ProducerID][rb.BaseSequence] = [2]int64{resp.BaseOffset, resp.LastOffset}
+		l.nextSeq[rb.ProducerID] = rb.BaseSequence + int32(n)
 		close(fc.changed)
 		fc.changed = make(chan struct{})
 	}

@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/sluice-io/sluice/fsm"
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -26,12 +26,6 @@ type FetchResult struct {
 
 // defaultFetchBytes is the fetch size when a request leaves MaxBytes 0.
 const defaultFetchBytes = 1 << 20
-
-// Kafka batch attribute bits.
-const (
-	attrLogAppendTime = 0x08
-	attrControl       = 0x20
-)
 
 // Fetch reads from the partition's leader, following leadership changes
 // and retrying transient failures until ctx ends. Only records at offsets
@@ -92,49 +86,58 @@ func decodeFetch(req *transport.FetchRequest, resp *transport.FetchResponse) (*F
 		res.NextOffset = req.Offset
 	}
 	for _, raw := range resp.Batches {
-		b, recs, err := fsm.ParseBatch(raw)
+		// Walk checks the header before the first record is visited.
+		h, _ := batch.ParseHeader(raw)
+		full := false
+		_, err := batch.Walk(raw, 0, func(kr batch.Record) error {
+			off := h.BaseOffset + int64(kr.OffsetDelta)
+			switch {
+			case full || off < from || h.Attributes.Control():
+			case req.MaxRecords > 0 && len(res.Records) >= int(req.MaxRecords):
+				full = true
+			default:
+				res.Records = append(res.Records, toRecord(h, kr, off, req))
+				res.NextOffset = off + 1
+			}
+			return nil
+		})
 		if err != nil {
 			return res, fmt.Errorf("fetch %s/%d: %w", req.Topic, req.Partition, err)
 		}
-		if b.Attributes&attrControl == 0 {
-			for i := range recs {
-				kr := &recs[i]
-				off := b.FirstOffset + int64(kr.OffsetDelta)
-				if off < from {
-					continue
-				}
-				if req.MaxRecords > 0 && len(res.Records) >= int(req.MaxRecords) {
-					return res, nil
-				}
-				ts := b.FirstTimestamp + kr.TimestampDelta64
-				if b.Attributes&attrLogAppendTime != 0 {
-					ts = b.MaxTimestamp
-				}
-				r := Record{
-					Key:       kr.Key,
-					Value:     kr.Value,
-					Timestamp: time.UnixMilli(ts),
-					Topic:     req.Topic,
-					Partition: req.Partition,
-					Offset:    off,
-				}
-				if len(kr.Headers) > 0 {
-					r.Headers = make([]Header, len(kr.Headers))
-					for j, h := range kr.Headers {
-						r.Headers[j] = Header{Key: h.Key, Value: h.Value}
-					}
-				}
-				res.Records = append(res.Records, r)
-				res.NextOffset = off + 1
-			}
+		if full {
+			return res, nil
 		}
 		// Skip what the batch covers even when it returned nothing (a
 		// control batch), so a reader never gets stuck on it.
-		if end := b.FirstOffset + int64(b.LastOffsetDelta) + 1; end > res.NextOffset {
+		if end := h.NextOffset(); end > res.NextOffset {
 			res.NextOffset = end
 		}
 	}
 	return res, nil
+}
+
+// toRecord converts one walked record; key, value and header values alias
+// the fetched bytes.
+func toRecord(h batch.Header, kr batch.Record, off int64, req *transport.FetchRequest) Record {
+	ts := h.FirstTimestamp + kr.TimestampDelta
+	if h.Attributes.LogAppendTime() {
+		ts = h.MaxTimestamp
+	}
+	r := Record{
+		Key:       kr.Key,
+		Value:     kr.Value,
+		Timestamp: time.UnixMilli(ts),
+		Topic:     req.Topic,
+		Partition: req.Partition,
+		Offset:    off,
+	}
+	if kr.NumHeaders > 0 {
+		r.Headers = make([]Header, 0, kr.NumHeaders)
+		for k, v := range kr.Headers() {
+			r.Headers = append(r.Headers, Header{Key: string(k), Value: v})
+		}
+	}
+	return r
 }
 
 // CommitOffset stores offset (the next offset to consume) for the group on

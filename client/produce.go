@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/sluice-io/sluice/fsm"
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -99,7 +99,7 @@ func (c *Client) produce(ctx context.Context, topic string, partition int32, s *
 		// A server that lost this producer's state (e.g. expired it) rejects
 		// a non-zero sequence. When no attempt can have been applied, resend
 		// once as sequence 0 of a fresh producer id.
-		if resets == 0 && !maybe && seq != 0 && transport.CodeOf(err) == transport.ErrInvalidRequest && ctx.Err() == nil {
+		if resets == 0 && !maybe && seq != 0 && restartable(err) && ctx.Err() == nil {
 			c.log.Debug("produce: sequence rejected, restarting producer stream", "topic", topic, "partition", partition, "err", err)
 			continue
 		}
@@ -108,6 +108,14 @@ func (c *Client) produce(ctx context.Context, topic string, partition int32, s *
 		}
 		return -1, err
 	}
+}
+
+// restartable reports whether err says the server does not know this
+// producer's state (ErrOutOfOrderSequence; older servers answered
+// ErrInvalidRequest), which a fresh producer id at sequence 0 resolves.
+func restartable(err error) bool {
+	c := transport.CodeOf(err)
+	return c == transport.ErrOutOfOrderSequence || c == transport.ErrInvalidRequest
 }
 
 // encodeBatch builds the Kafka v2 record batch for recs. Zero timestamps
@@ -140,7 +148,7 @@ func encodeBatch(recs []Record, producerID int64, seq int32, now time.Time) []by
 		}
 		krecs[i] = kr
 	}
-	return fsm.NewBatch(krecs, producerID, 0, seq, first)
+	return batch.NewBatch(krecs, producerID, 0, seq, first)
 }
 
 // batchOverhead is the size of a v2 batch header (offset .. record count).

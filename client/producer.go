@@ -23,8 +23,10 @@ type ProducerConfig struct {
 	// Linger is how long a partition waits for more records before sending
 	// a batch that is not full; default 5ms, negative sends at once.
 	Linger time.Duration
-	// MaxRecordBytes rejects bigger records locally (never sent) with an
-	// ErrRecordTooLarge error; default 1 MiB.
+	// MaxRecordBytes rejects locally (never sent), with an
+	// ErrRecordTooLarge error, a record whose batch would exceed it were
+	// the record sent alone: header included, so it matches the server's
+	// batch limit (node MaxBatchBytes); default 1 MiB, the server default.
 	MaxRecordBytes int
 	// MaxBufferedBytes bounds records accepted but not yet acknowledged;
 	// Send blocks while it is exceeded; default 64 MiB.
@@ -201,8 +203,8 @@ func (p *Producer) send(ctx context.Context, r Record, part int32, done func(Rec
 		r.Timestamp = time.Now()
 	}
 	size := recordSize(&r)
-	if size > p.cfg.MaxRecordBytes {
-		done(r, fmt.Errorf("client: record of %d bytes exceeds MaxRecordBytes %d: %w", size, p.cfg.MaxRecordBytes, errTooLarge))
+	if size+batchOverhead > p.cfg.MaxRecordBytes {
+		done(r, fmt.Errorf("client: record of %d bytes needs a batch of %d, more than MaxRecordBytes %d: %w", size, size+batchOverhead, p.cfg.MaxRecordBytes, errTooLarge))
 		return
 	}
 	if part < 0 && p.cfg.ManualPartition {

@@ -1,171 +1,150 @@
 package fsm
 
 import (
-	"encoding/binary"
-	"hash/crc32"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
-// Byte layout of a Kafka record batch v2 header (big endian). Base offset,
-// length and partition leader epoch precede the CRC-covered bytes, so the
-// log can rewrite them without recomputing the CRC.
+// Byte layout of a Kafka record batch v2 header, as the log uses it.
 const (
-	offBaseOffset      = 0
-	offLength          = 8
-	offLeaderEpoch     = 12
-	offMagic           = 16
-	offCRC             = 17
-	offAttributes      = 21
-	offLastOffsetDelta = 23
-	offMaxTimestamp    = 35
-	offProducerID      = 43
-	offProducerEpoch   = 51
-	offBaseSequence    = 53
-	offNumRecords      = 57
+	offBaseOffset  = batch.OffBaseOffset
+	offLength      = batch.OffLength
+	offLeaderEpoch = batch.OffLeaderEpoch
+	offAttributes  = batch.OffAttributes
 
-	batchHeaderLen = 61
-	// lengthPrefix is the bytes before the ones the Length field counts.
-	lengthPrefix = 12
-	// minBatchLength is the smallest valid value of the Length field.
-	minBatchLength = batchHeaderLen - lengthPrefix
-
-	compressionMask = 0x07
+	batchHeaderLen = batch.HeaderLen
+	lengthPrefix   = batch.LengthPrefix
+	minBatchLength = batch.MinLength
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // batchInfo is what the log and the partition FSM need from a batch header.
 type batchInfo struct {
 	baseOffset    int64
 	count         int32 // records: LastOffsetDelta + 1
+	length        int   // bytes of the batch
+	crc           uint32
+	attrs         batch.Attributes
 	maxTimestamp  int64
 	producerID    int64
 	producerEpoch int16
 	baseSequence  int32
 }
 
-// checkBatch validates one complete batch (exactly len(b) bytes): length,
-// magic, CRC-32C and record count. Errors are *transport.Error with
-// ErrCorruptBatch so they can go back to a producer unchanged.
-func checkBatch(b []byte) (batchInfo, error) {
-	if len(b) < batchHeaderLen {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "batch of %d bytes is shorter than the %d-byte header", len(b), batchHeaderLen)
-	}
-	length := int32(binary.BigEndian.Uint32(b[offLength:]))
-	if int64(length)+lengthPrefix != int64(len(b)) {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "batch length field %d does not match %d bytes received", length, len(b)-lengthPrefix)
-	}
-	if magic := int8(b[offMagic]); magic != 2 {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "unsupported batch magic %d (want 2)", magic)
-	}
-	want := binary.BigEndian.Uint32(b[offCRC:])
-	if got := crc32.Checksum(b[offAttributes:], castagnoli); got != want {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "batch CRC mismatch: stored %#08x, computed %#08x", want, got)
-	}
-	lastDelta := int32(binary.BigEndian.Uint32(b[offLastOffsetDelta:]))
-	if lastDelta < 0 || lastDelta == 1<<31-1 {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "batch has invalid last offset delta %d", lastDelta)
-	}
-	num := int32(binary.BigEndian.Uint32(b[offNumRecords:]))
-	if num != lastDelta+1 {
-		return batchInfo{}, transport.Errorf(transport.ErrCorruptBatch, "batch record count %d does not match last offset delta %d", num, lastDelta)
-	}
+func infoOf(h batch.Header) batchInfo {
 	return batchInfo{
-		baseOffset:    int64(binary.BigEndian.Uint64(b[offBaseOffset:])),
-		count:         num,
-		maxTimestamp:  int64(binary.BigEndian.Uint64(b[offMaxTimestamp:])),
-		producerID:    int64(binary.BigEndian.Uint64(b[offProducerID:])),
-		producerEpoch: int16(binary.BigEndian.Uint16(b[offProducerEpoch:])),
-		baseSequence:  int32(binary.BigEndian.Uint32(b[offBaseSequence:])),
-	}, nil
+		baseOffset:    h.BaseOffset,
+		count:         h.NumRecords,
+		length:        int(h.Length) + lengthPrefix,
+		crc:           h.CRC,
+		attrs:         h.Attributes,
+		maxTimestamp:  h.MaxTimestamp,
+		producerID:    h.ProducerID,
+		producerEpoch: h.ProducerEpoch,
+		baseSequence:  h.BaseSequence,
+	}
 }
 
-// NewBatch encodes records as one uncompressed Kafka record batch v2 with a
-// valid CRC-32C. Records get offset deltas 0..n-1; their timestamp deltas are
-// kept and counted from ts. The base offset is 0 and the leader epoch -1: the
-// partition assigns both when it appends. A producerID < 0 means a
-// non-idempotent producer (epoch and sequence are then written as -1).
-// records must not be empty: a batch without records is rejected on append.
+// batchError turns a batch codec error into the *transport.Error a
+// producer gets back.
+func batchError(err error) error {
+	var te *transport.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		return err
+	case errors.Is(err, batch.ErrTooLarge):
+		return transport.Errorf(transport.ErrRecordTooLarge, "%v", err)
+	case errors.Is(err, batch.ErrUnsupported):
+		return transport.Errorf(transport.ErrInvalidRequest, "%v", err)
+	default:
+		return transport.Errorf(transport.ErrCorruptBatch, "%v", err)
+	}
+}
+
+// checkBatch validates one complete batch in place (see batch.Validate):
+// length, magic, CRC-32C, and the record count against LastOffsetDelta and
+// the bytes present. Errors are *transport.Error.
+func checkBatch(b []byte) (batchInfo, error) {
+	h, err := batch.Validate(b)
+	if err != nil {
+		return batchInfo{}, batchError(err)
+	}
+	return infoOf(h), nil
+}
+
+// ValidateProduce checks a batch a native client produced before it enters
+// the Raft log: every record is walked (compressed ones decompressed up to
+// batch.DefaultMaxDecompressed), and control or transactional batches are
+// refused since Sluice has no transactions. Errors are *transport.Error.
+func ValidateProduce(b []byte) error {
+	h, err := batch.Count(b, 0)
+	if err != nil {
+		return batchError(err)
+	}
+	return checkProduceAttrs(h.Attributes)
+}
+
+func checkProduceAttrs(a batch.Attributes) error {
+	if a.Control() || a.Transactional() {
+		return transport.Errorf(transport.ErrInvalidRequest, "transactional and control batches are not supported (attributes %#x)", int16(a))
+	}
+	return nil
+}
+
+// NewBatch encodes records as one uncompressed record batch; see
+// batch.NewBatch.
+//
+// Deprecated: use batch.NewBatch.
 func NewBatch(records []kmsg.Record, producerID int64, producerEpoch int16, baseSequence int32, ts time.Time) []byte {
-	first := ts.UnixMilli()
-	maxTS := first
-	var body, scratch []byte
-	for i := range records {
-		r := records[i]
-		r.OffsetDelta = int32(i)
-		d := r.TimestampDelta64
-		if d == 0 {
-			d = int64(r.TimestampDelta)
-		}
-		r.TimestampDelta64, r.TimestampDelta = d, int32(d)
-		if first+d > maxTS || i == 0 {
-			maxTS = first + d
-		}
-		// Encode with a zero length (one varint byte), then prefix the
-		// real length of what follows it.
-		r.Length = 0
-		scratch = r.AppendTo(scratch[:0])
-		body = binary.AppendVarint(body, int64(len(scratch)-1))
-		body = append(body, scratch[1:]...)
-	}
-	if producerID < 0 {
-		producerID, producerEpoch, baseSequence = -1, -1, -1
-	}
-	rb := kmsg.RecordBatch{
-		FirstOffset:          0,
-		Length:               int32(minBatchLength + len(body)),
-		PartitionLeaderEpoch: -1,
-		Magic:                2,
-		LastOffsetDelta:      int32(len(records) - 1),
-		FirstTimestamp:       first,
-		MaxTimestamp:         maxTS,
-		ProducerID:           producerID,
-		ProducerEpoch:        producerEpoch,
-		FirstSequence:        baseSequence,
-		NumRecords:           int32(len(records)),
-		Records:              body,
-	}
-	out := rb.AppendTo(make([]byte, 0, batchHeaderLen+len(body)))
-	binary.BigEndian.PutUint32(out[offCRC:], crc32.Checksum(out[offAttributes:], castagnoli))
-	return out
+	return batch.NewBatch(records, producerID, producerEpoch, baseSequence, ts)
 }
 
-// ParseBatch validates one stored or produced batch (length, magic, CRC) and
-// decodes its records. Only uncompressed batches are supported. The returned
-// records' keys and values alias b.
+// ParseBatch validates a batch and decodes its records into kmsg form. The
+// records' keys and values alias b (or its decompressed body).
+//
+// Deprecated: use batch.Walk, which allocates nothing per record.
 func ParseBatch(b []byte) (kmsg.RecordBatch, []kmsg.Record, error) {
 	var rb kmsg.RecordBatch
-	info, err := checkBatch(b)
+	var records []kmsg.Record
+	h, err := batch.Walk(b, 0, func(r batch.Record) error {
+		kr := kmsg.Record{
+			Attributes:       r.Attributes,
+			TimestampDelta64: r.TimestampDelta,
+			TimestampDelta:   int32(r.TimestampDelta),
+			OffsetDelta:      r.OffsetDelta,
+			Key:              r.Key,
+			Value:            r.Value,
+		}
+		for k, v := range r.Headers() {
+			kr.Headers = append(kr.Headers, kmsg.Header{Key: string(k), Value: v})
+		}
+		records = append(records, kr)
+		return nil
+	})
 	if err != nil {
-		return rb, nil, err
+		return rb, nil, batchError(err)
 	}
-	attrs := int16(binary.BigEndian.Uint16(b[offAttributes:]))
-	if codec := attrs & compressionMask; codec != 0 {
-		return rb, nil, transport.Errorf(transport.ErrInvalidRequest, "compressed batches are not supported (compression codec %d)", codec)
-	}
-	if err := rb.ReadFrom(b); err != nil {
-		return rb, nil, transport.Errorf(transport.ErrCorruptBatch, "decode batch header: %v", err)
-	}
-	records := make([]kmsg.Record, 0, info.count)
-	src := rb.Records
-	for len(src) > 0 {
-		l, n := binary.Varint(src)
-		if n <= 0 || l < 0 || int64(n)+l > int64(len(src)) {
-			return rb, nil, transport.Errorf(transport.ErrCorruptBatch, "record %d: invalid length", len(records))
-		}
-		var r kmsg.Record
-		if err := r.ReadFrom(src[:int64(n)+l]); err != nil {
-			return rb, nil, transport.Errorf(transport.ErrCorruptBatch, "record %d: %v", len(records), err)
-		}
-		records = append(records, r)
-		src = src[int64(n)+l:]
-	}
-	if int32(len(records)) != info.count {
-		return rb, nil, transport.Errorf(transport.ErrCorruptBatch, "batch declares %d records but holds %d", info.count, len(records))
+	rb = kmsg.RecordBatch{
+		FirstOffset:          h.BaseOffset,
+		Length:               h.Length,
+		PartitionLeaderEpoch: h.LeaderEpoch,
+		Magic:                h.Magic,
+		CRC:                  int32(h.CRC),
+		Attributes:           int16(h.Attributes),
+		LastOffsetDelta:      h.LastOffsetDelta,
+		FirstTimestamp:       h.FirstTimestamp,
+		MaxTimestamp:         h.MaxTimestamp,
+		ProducerID:           h.ProducerID,
+		ProducerEpoch:        h.ProducerEpoch,
+		FirstSequence:        h.BaseSequence,
+		NumRecords:           h.NumRecords,
+		Records:              b[batchHeaderLen:],
 	}
 	return rb, records, nil
 }

@@ -74,8 +74,13 @@ func TestParseBatchRejects(t *testing.T) {
 		{"bad magic", func(b []byte) []byte { b[16] = 1; return b }, transport.ErrCorruptBatch},
 		{"flipped record byte", func(b []byte) []byte { b[len(b)-3] ^= 0x40; return b }, transport.ErrCorruptBatch},
 		{"flipped crc", func(b []byte) []byte { b[18] ^= 1; return b }, transport.ErrCorruptBatch},
-		{"compressed", func(b []byte) []byte {
+		{"not really gzip", func(b []byte) []byte {
 			binary.BigEndian.PutUint16(b[21:], 1) // gzip
+			binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+			return b
+		}, transport.ErrCorruptBatch},
+		{"unknown codec", func(b []byte) []byte {
+			binary.BigEndian.PutUint16(b[21:], 6)
 			binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
 			return b
 		}, transport.ErrInvalidRequest},

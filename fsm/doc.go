@@ -27,12 +27,17 @@
 // Segments roll past LogConfig.SegmentBytes; a sealed segment is fsynced as
 // it is rolled, so Log.Sync only needs the active one.
 //
+// A small checksummed "state" file (state.go) records the start offset and
+// the last durable Raft index on their own, so they survive retention
+// deleting every segment that held them.
+//
 // # Raft integration
 //
 // Offsets are assigned when an append is applied. A Raft entry whose index
 // is at or below Log.LastRaftIndex was applied before a restart: it is not
 // appended again, but it still rebuilds producer state and reports its
-// original offsets. Partition.Snapshot fsyncs the log and Persist streams a
+// original offsets; if the stored batch at its Raft index differs, the
+// partition stops with ErrReplayMismatch. Partition.Snapshot fsyncs the log and Persist streams a
 // msgpack header (offsets, Raft indexes, group offsets, producer state)
 // followed by every stored frame, ended by a zeroed frame header. Restore
 // keeps the local log when it already covers the snapshot; otherwise it

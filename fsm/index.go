@@ -88,6 +88,8 @@ func readIndexEntries(f *os.File, from, to int) ([]indexEntry, error) {
 // batch survives the loss of the index file.
 const frameHeaderLen = 12
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func frameCRC(frame []byte) uint32 {
 	c := crc32.Update(0, castagnoli, frame[:8])
 	return crc32.Update(c, castagnoli, frame[frameHeaderLen:frameHeaderLen+offAttributes])

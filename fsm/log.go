@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-io/sluice/batch"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -29,7 +30,16 @@ type LogConfig struct {
 	RetentionAge   time.Duration // <= 0: unlimited
 	Logger         *slog.Logger
 	Now            func() time.Time // nil: time.Now
+	// OnCorrupt is called when a read finds a stored batch that fails its
+	// checks (the batch is never served).
+	OnCorrupt func(error)
 }
+
+// ErrCorruptLog marks a partition log whose stored data failed its checks:
+// a damaged sealed segment, state file or stored batch. Nothing of it is
+// served; the replica must be rebuilt from its Raft snapshot and log, or
+// from its peers.
+var ErrCorruptLog = errors.New("partition log is corrupt")
 
 func (c *LogConfig) setDefaults() error {
 	if c.Dir == "" {
@@ -61,6 +71,9 @@ type Log struct {
 	broken error  // a failed write could not be undone: refuse appends
 	wbuf   []byte // frame being written (reused)
 	ibuf   []byte // index entry being written (reused)
+	// syncedRaft is the Raft index of the last batch known to be on disk
+	// (fsynced): the only value the state file may record.
+	syncedRaft uint64
 
 	mu     sync.RWMutex
 	segs   []*segment // oldest first; the last is the active segment
@@ -95,6 +108,10 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 		}
 	}
 	l := &Log{cfg: cfg, logger: cfg.Logger.With("dir", cfg.Dir)}
+	st, haveState, err := readState(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	bases, err := l.listSegments()
 	if err != nil {
 		return nil, err
@@ -118,7 +135,7 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 		if i > 0 && l.segs[i-1].next != s.base {
 			s.release()
 			l.releaseAll()
-			return nil, fmt.Errorf("log %s: segment %d does not follow segment %d (which ends at offset %d)", cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
+			return nil, fmt.Errorf("%w: log %s: segment %d does not follow segment %d (which ends at offset %d)", ErrCorruptLog, cfg.Dir, s.base, l.segs[i-1].base, l.segs[i-1].next)
 		}
 		l.segs = append(l.segs, s)
 	}
@@ -134,18 +151,81 @@ func openLog(cfg LogConfig, initialBase int64) (*Log, error) {
 			return nil, err
 		}
 	}
+	if err := l.applyState(st, haveState); err != nil {
+		l.releaseAll()
+		return nil, err
+	}
+	l.logger.Debug("log opened", "segments", len(l.segs), "start", l.StartOffset(), "next", l.NextOffset(), "last_raft_index", l.LastRaftIndex())
+	return l, nil
+}
+
+// applyState sets the log's offsets and Raft index from its segments and
+// its state file: it finishes a retention delete a crash interrupted, keeps
+// the Raft index retention would otherwise lose, and writes the file for a
+// directory from before it existed.
+func (l *Log) applyState(st logState, haveState bool) error {
+	if haveState {
+		// Retention records the new start before deleting segments.
+		for len(l.segs) > 1 && l.segs[0].next <= st.start {
+			s := l.segs[0]
+			l.logger.Info("finishing interrupted retention delete", "segment", s.logPath)
+			s.release()
+			if err := removeSegmentFiles(s); err != nil {
+				return err
+			}
+			l.segs = l.segs[1:]
+		}
+	}
 	var total int64
+	var derived uint64
 	for _, s := range l.segs {
 		total += s.size
 		if s.n > 0 {
-			l.lastRaft.Store(s.lastRaft)
+			derived = s.lastRaft
 		}
 	}
 	l.size.Store(total)
 	l.start.Store(l.segs[0].base)
 	l.next.Store(l.segs[len(l.segs)-1].next)
-	l.logger.Debug("log opened", "segments", len(l.segs), "start", l.StartOffset(), "next", l.NextOffset(), "last_raft_index", l.LastRaftIndex())
-	return l, nil
+	if !haveState {
+		// Migration: everything just read is on disk; make sure of it
+		// before the state file vouches for it.
+		if err := l.segs[len(l.segs)-1].sync(); err != nil {
+			return err
+		}
+		l.lastRaft.Store(derived)
+		l.syncedRaft = derived
+		l.logger.Info("partition state file missing: derived from the segments", "start", l.StartOffset(), "last_raft_index", derived)
+		return writeState(l.cfg.Dir, l.stateLocked())
+	}
+	if derived > 0 && derived < st.lastRaft {
+		return fmt.Errorf("log %s: %w: segments end at raft index %d but raft index %d was recorded as durable (acknowledged batches are missing)", l.cfg.Dir, errCorruptState, derived, st.lastRaft)
+	}
+	if st.start > l.StartOffset() && len(l.segs) > 0 {
+		l.logger.Warn("state file start offset is past the first segment", "state_start", st.start, "first_segment", l.StartOffset())
+	}
+	last := max(derived, st.lastRaft)
+	l.lastRaft.Store(last)
+	l.syncedRaft = last
+	return nil
+}
+
+// stateLocked is what the state file should say now (wmu held, or during
+// open).
+func (l *Log) stateLocked() logState {
+	return logState{start: l.start.Load(), lastRaft: l.syncedRaft, next: l.next.Load()}
+}
+
+func removeSegmentFiles(s *segment) error {
+	// The .log goes first: an index without its log is removed on open.
+	var errs []error
+	if err := os.Remove(s.logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(s.idxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // listSegments returns the base offsets of the .log files in the directory,
@@ -208,7 +288,7 @@ func (l *Log) loadSealed(s *segment) error {
 	if res.problem != "" {
 		// Offsets after this point live in later segments: truncating here
 		// would leave a hole, so refuse to open rather than serve around it.
-		return fmt.Errorf("sealed segment %s is corrupt at byte %d of %d: %s", s.logPath, res.validEnd, res.fileSize, res.problem)
+		return fmt.Errorf("%w: sealed segment %s is corrupt at byte %d of %d: %s", ErrCorruptLog, s.logPath, res.validEnd, res.fileSize, res.problem)
 	}
 	l.logger.Warn("rebuilt index of sealed segment", "segment", s.logPath, "batches", len(res.entries))
 	s.applyEntries(res.entries, res.validEnd)
@@ -422,8 +502,24 @@ func (l *Log) rollLocked() (*segment, error) {
 	old.active, old.mem = false, nil
 	l.segs = append(l.segs, s)
 	l.mu.Unlock()
+	// Every batch so far is in fsynced sealed segments now.
+	l.syncedRaft = l.lastRaft.Load()
+	if err := writeState(l.cfg.Dir, l.stateLocked()); err != nil {
+		return nil, err
+	}
 	l.logger.Debug("rolled segment", "base", s.base, "previous_bytes", old.size)
 	return s, nil
+}
+
+// advanceRaftIndex records that Raft entries up to idx are applied although
+// the log holds no batch of theirs (snapshot restore); Sync makes it
+// durable in the state file.
+func (l *Log) advanceRaftIndex(idx uint64) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if idx > l.lastRaft.Load() {
+		l.lastRaft.Store(idx)
+	}
 }
 
 // Sync fsyncs the active segment and its index (sealed segments were
@@ -437,7 +533,20 @@ func (l *Log) Sync() error {
 	if closed {
 		return errLogClosed
 	}
-	return l.segs[len(l.segs)-1].sync()
+	return l.syncLocked()
+}
+
+// syncLocked fsyncs the active segment and records the state it makes
+// durable.
+func (l *Log) syncLocked() error {
+	if err := l.segs[len(l.segs)-1].sync(); err != nil {
+		return err
+	}
+	if last := l.lastRaft.Load(); last != l.syncedRaft {
+		l.syncedRaft = last
+		return writeState(l.cfg.Dir, l.stateLocked())
+	}
+	return nil
 }
 
 func outOfRange(offset, start, next int64) error {
@@ -505,6 +614,9 @@ func (l *Log) Read(offset int64, maxBytes, maxRecords int) ([][]byte, error) {
 				return nil, rerr
 			}
 			l.logger.Error("refusing to serve a batch that failed its checks", "err", rerr)
+			if l.cfg.OnCorrupt != nil {
+				l.cfg.OnCorrupt(rerr)
+			}
 			if len(out) > 0 {
 				return out, nil
 			}
@@ -551,6 +663,22 @@ func (l *Log) readViews(offset int64, maxBytes int) ([]segView, error) {
 // BaseOffsetForRaftIndex finds the batch that Raft entry idx appended: its
 // base offset and record count. ok is false if no stored batch has idx.
 func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool) {
+	sb, ok, err := l.storedForRaftIndex(idx)
+	if err != nil {
+		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
+		return 0, 0, false
+	}
+	return sb.offset, int(sb.count), ok
+}
+
+// storedBatch is what the log holds for one Raft entry.
+type storedBatch struct {
+	indexEntry
+	crc uint32 // the batch's own CRC-32C, as stored
+}
+
+// storedForRaftIndex finds the stored batch of Raft entry idx.
+func (l *Log) storedForRaftIndex(idx uint64) (storedBatch, bool, error) {
 	l.mu.RLock()
 	var v segView
 	found := false
@@ -567,22 +695,22 @@ func (l *Log) BaseOffsetForRaftIndex(idx uint64) (base int64, count int, ok bool
 	}
 	l.mu.RUnlock()
 	if !found {
-		return 0, 0, false
+		return storedBatch{}, false, nil
 	}
 	defer v.seg.release()
 	i, err := v.search(func(e indexEntry) bool { return e.raftIndex >= idx })
-	if err != nil {
-		l.logger.Error("index lookup by raft index failed", "raft_index", idx, "err", err)
-		return 0, 0, false
-	}
-	if i >= v.n {
-		return 0, 0, false
+	if err != nil || i >= v.n {
+		return storedBatch{}, false, err
 	}
 	es, err := v.entries(i, i+1)
 	if err != nil || es[0].raftIndex != idx {
-		return 0, 0, false
+		return storedBatch{}, false, err
 	}
-	return es[0].offset, int(es[0].count), true
+	var crc [4]byte
+	if _, err := v.seg.logF.ReadAt(crc[:], es[0].pos+frameHeaderLen+batch.OffCRC); err != nil {
+		return storedBatch{}, false, fmt.Errorf("read %s: %w", v.seg.logPath, err)
+	}
+	return storedBatch{indexEntry: es[0], crc: binary.BigEndian.Uint32(crc[:])}, true, nil
 }
 
 // ApplyRetention deletes whole segments from the oldest on, never the
@@ -625,6 +753,13 @@ func (l *Log) ApplyRetention() (int, error) {
 	if len(victims) == 0 {
 		return 0, nil
 	}
+	// Record the new start first: a crash before the files are gone
+	// leaves segments that open deletes, never a start that goes back.
+	newState := l.stateLocked()
+	newState.start = segs[len(victims)].base
+	if err := writeState(l.cfg.Dir, newState); err != nil {
+		return 0, err
+	}
 	l.mu.Lock()
 	l.segs = l.segs[len(victims):]
 	l.start.Store(l.segs[0].base)
@@ -633,11 +768,7 @@ func (l *Log) ApplyRetention() (int, error) {
 
 	var errs []error
 	for _, s := range victims {
-		// The .log goes first: an index without its log is removed on open.
-		if err := os.Remove(s.logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		if err := os.Remove(s.idxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeSegmentFiles(s); err != nil {
 			errs = append(errs, err)
 		}
 		l.logger.Info("retention removed segment", "base", s.base, "next", s.next, "bytes", s.size)
@@ -687,6 +818,8 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	var err error
 	if l.broken == nil {
+		// The state file is left as the last snapshot, roll or retention
+		// wrote it: the tail is rescanned on open anyway.
 		err = segs[len(segs)-1].sync()
 	}
 	for _, s := range segs {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -32,7 +33,13 @@ type PartitionAssignment struct {
 
 // Topic is a topic's configuration and placement.
 type Topic struct {
-	Name              string                `msgpack:"name" json:"name"`
+	Name string `msgpack:"name" json:"name"`
+	// ID is the metadata Raft index of the topic's creation, set by the FSM
+	// when it applies the create (whatever the command carried): the same
+	// on every node and never reused, so a deleted and re-created topic is
+	// a different incarnation everywhere it is named (replica directories,
+	// Raft group names). 0 marks a topic created before topics had ids.
+	ID                uint64                `msgpack:"tid,omitempty" json:"id"`
 	ReplicationFactor int                   `msgpack:"rf" json:"replication_factor"`
 	RetentionBytes    int64                 `msgpack:"rbytes" json:"retention_bytes"` // <= 0: unlimited
 	RetentionMs       int64                 `msgpack:"rms" json:"retention_ms"`       // <= 0: unlimited
@@ -53,7 +60,16 @@ const (
 	metaCreateTopic    byte = 2
 	metaDeleteTopic    byte = 3
 	metaSetLeader      byte = 4
+	metaSync           byte = 5
 )
+
+// syncCmd is a marker a node commits and then waits to see applied
+// locally: once it is, the node's metadata is at least as fresh as the
+// leader's was when the marker committed.
+type syncCmd struct {
+	Node  string `msgpack:"node"`
+	Nonce uint64 `msgpack:"nonce"`
+}
 
 type deleteTopicCmd struct {
 	Name string `msgpack:"name"`
@@ -61,6 +77,7 @@ type deleteTopicCmd struct {
 
 type setLeaderCmd struct {
 	Topic     string `msgpack:"topic"`
+	TopicID   uint64 `msgpack:"tid,omitempty"`
 	Partition int32  `msgpack:"partition"`
 	Leader    string `msgpack:"leader"`
 	Term      uint64 `msgpack:"term"`
@@ -80,9 +97,15 @@ func EncodeDeleteTopic(name string) []byte {
 }
 
 // EncodeSetLeader records the leader of a partition's Raft group. It is
-// ignored if term is below the recorded one or the topic is gone.
-func EncodeSetLeader(topic string, partition int32, leader string, term uint64) []byte {
-	return encodeCommand(metaSetLeader, setLeaderCmd{Topic: topic, Partition: partition, Leader: leader, Term: term})
+// ignored if term is below the recorded one or the topic is gone, or when
+// topicID is not 0 and names another incarnation of the topic.
+func EncodeSetLeader(topic string, topicID uint64, partition int32, leader string, term uint64) []byte {
+	return encodeCommand(metaSetLeader, setLeaderCmd{Topic: topic, TopicID: topicID, Partition: partition, Leader: leader, Term: term})
+}
+
+// EncodeSync is a marker command: see Metadata.Synced.
+func EncodeSync(node string, nonce uint64) []byte {
+	return encodeCommand(metaSync, syncCmd{Node: node, Nonce: nonce})
 }
 
 // Metadata is the Raft FSM of the metadata (controller) group: brokers and
@@ -94,6 +117,7 @@ type Metadata struct {
 	mu      sync.RWMutex
 	brokers map[string]Broker
 	topics  map[string]Topic
+	syncs   map[string]uint64 // node id -> nonce of its last sync marker
 
 	chMu    sync.Mutex
 	changed chan struct{}
@@ -108,6 +132,7 @@ func NewMetadata(logger *slog.Logger) *Metadata {
 		logger:  logger,
 		brokers: map[string]Broker{},
 		topics:  map[string]Topic{},
+		syncs:   map[string]uint64{},
 		changed: make(chan struct{}),
 	}
 }
@@ -136,7 +161,7 @@ func (m *Metadata) Apply(l *raft.Log) any {
 	if len(l.Data) == 0 {
 		return transport.Errorf(transport.ErrInvalidRequest, "empty metadata command")
 	}
-	changed, err := m.apply(l.Data[0], l.Data[1:])
+	changed, err := m.apply(l.Index, l.Data[0], l.Data[1:])
 	if changed {
 		m.notify()
 	}
@@ -153,7 +178,7 @@ func decodeCmd(payload []byte, v any) error {
 	return nil
 }
 
-func (m *Metadata) apply(typ byte, payload []byte) (changed bool, err error) {
+func (m *Metadata) apply(index uint64, typ byte, payload []byte) (changed bool, err error) {
 	switch typ {
 	case metaRegisterBroker:
 		var b Broker
@@ -184,6 +209,7 @@ func (m *Metadata) apply(typ byte, payload []byte) (changed bool, err error) {
 		if _, ok := m.topics[t.Name]; ok {
 			return false, transport.Errorf(transport.ErrTopicExists, "topic %q already exists", t.Name)
 		}
+		t.ID = index
 		m.topics[t.Name] = t.clone()
 		return true, nil
 
@@ -208,8 +234,8 @@ func (m *Metadata) apply(typ byte, payload []byte) (changed bool, err error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		t, ok := m.topics[c.Topic]
-		if !ok || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-			return false, nil // the topic went away meanwhile: nothing to record
+		if !ok || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) || c.TopicID != 0 && c.TopicID != t.ID {
+			return false, nil // the topic (or this incarnation) went away meanwhile: nothing to record
 		}
 		p := &t.Partitions[c.Partition]
 		if c.Term < p.LeaderTerm || (c.Term == p.LeaderTerm && c.Leader == p.Leader) {
@@ -219,6 +245,19 @@ func (m *Metadata) apply(typ byte, payload []byte) (changed bool, err error) {
 			return false, transport.Errorf(transport.ErrInvalidRequest, "%s is not a replica of %s/%d", c.Leader, c.Topic, c.Partition)
 		}
 		p.Leader, p.LeaderTerm = c.Leader, c.Term
+		return true, nil
+
+	case metaSync:
+		var c syncCmd
+		if err := decodeCmd(payload, &c); err != nil {
+			return false, err
+		}
+		if c.Node == "" {
+			return false, transport.Errorf(transport.ErrInvalidRequest, "sync marker without a node id")
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.syncs[c.Node] = c.Nonce
 		return true, nil
 	}
 	return false, transport.Errorf(transport.ErrInvalidRequest, "unknown metadata command type %d", typ)
@@ -267,6 +306,23 @@ func (m *Metadata) Brokers() []Broker {
 	return out
 }
 
+// Synced reports whether the sync marker with this nonce from node has
+// been applied (it stays so until the node commits another).
+func (m *Metadata) Synced(node string, nonce uint64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	got, ok := m.syncs[node]
+	return ok && got == nonce
+}
+
+// TopicID returns the id of the topic's current incarnation.
+func (m *Metadata) TopicID(name string) (uint64, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.topics[name]
+	return t.ID, ok
+}
+
 // Broker returns one registered broker.
 func (m *Metadata) Broker(id string) (Broker, bool) {
 	m.mu.RLock()
@@ -303,14 +359,15 @@ func (m *Metadata) Topic(name string) (Topic, bool) {
 }
 
 type metadataState struct {
-	Brokers []Broker `msgpack:"brokers"`
-	Topics  []Topic  `msgpack:"topics"`
+	Brokers []Broker          `msgpack:"brokers"`
+	Topics  []Topic           `msgpack:"topics"`
+	Syncs   map[string]uint64 `msgpack:"syncs,omitempty"`
 }
 
 // Snapshot encodes the whole state (it is small) right away.
 func (m *Metadata) Snapshot() (raft.FSMSnapshot, error) {
 	m.mu.RLock()
-	st := metadataState{Topics: m.sortedTopicsLocked()}
+	st := metadataState{Topics: m.sortedTopicsLocked(), Syncs: maps.Clone(m.syncs)}
 	for _, b := range m.brokers {
 		st.Brokers = append(st.Brokers, b)
 	}
@@ -354,8 +411,12 @@ func (m *Metadata) Restore(rc io.ReadCloser) error {
 	for _, t := range st.Topics {
 		topics[t.Name] = t
 	}
+	syncs := st.Syncs
+	if syncs == nil {
+		syncs = map[string]uint64{}
+	}
 	m.mu.Lock()
-	m.brokers, m.topics = brokers, topics
+	m.brokers, m.topics, m.syncs = brokers, topics, syncs
 	m.mu.Unlock()
 	m.notify()
 	return nil

@@ -72,6 +72,7 @@ func TestMetadataCreateDuplicateDelete(t *testing.T) {
 	h := newMetaHarness(t)
 	orders := testTopic(t, "orders", 3, 2)
 	require.NoError(t, h.apply(EncodeCreateTopic(orders)))
+	orders.ID = h.idx
 	require.NoError(t, h.apply(EncodeCreateTopic(testTopic(t, "audit", 1, 3))))
 
 	got, ok := h.m.Topic("orders")
@@ -142,26 +143,26 @@ func TestMetadataSetLeader(t *testing.T) {
 	}
 	r := tp.Partitions[1].Replicas
 
-	require.NoError(t, h.apply(EncodeSetLeader("orders", 1, r[1], 5)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, 1, r[1], 5)))
 	l, term := leaderOf(1)
 	assert.Equal(t, r[1], l)
 	assert.Equal(t, uint64(5), term)
 
 	// A stale term is ignored.
 	ch := h.m.Changed()
-	require.NoError(t, h.apply(EncodeSetLeader("orders", 1, r[2], 4)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, 1, r[2], 4)))
 	l, term = leaderOf(1)
 	assert.Equal(t, r[1], l)
 	assert.Equal(t, uint64(5), term)
 	// So is a repeat of what is known.
-	require.NoError(t, h.apply(EncodeSetLeader("orders", 1, r[1], 5)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, 1, r[1], 5)))
 	select {
 	case <-ch:
 		t.Fatal("no change expected")
 	default:
 	}
 	// A newer term wins.
-	require.NoError(t, h.apply(EncodeSetLeader("orders", 1, r[2], 6)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, 1, r[2], 6)))
 	<-ch
 	l, term = leaderOf(1)
 	assert.Equal(t, r[2], l)
@@ -169,11 +170,11 @@ func TestMetadataSetLeader(t *testing.T) {
 	l, _ = leaderOf(0)
 	assert.Empty(t, l, "other partitions untouched")
 
-	requireCode(t, h.apply(EncodeSetLeader("orders", 1, "stranger", 7)), transport.ErrInvalidRequest)
+	requireCode(t, h.apply(EncodeSetLeader("orders", 0, 1, "stranger", 7)), transport.ErrInvalidRequest)
 	// Gone topic or partition: ignored.
-	require.NoError(t, h.apply(EncodeSetLeader("nope", 0, "n1", 9)))
-	require.NoError(t, h.apply(EncodeSetLeader("orders", 7, "n1", 9)))
-	require.NoError(t, h.apply(EncodeSetLeader("orders", -1, "n1", 9)))
+	require.NoError(t, h.apply(EncodeSetLeader("nope", 0, 0, "n1", 9)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, 7, "n1", 9)))
+	require.NoError(t, h.apply(EncodeSetLeader("orders", 0, -1, "n1", 9)))
 }
 
 func TestMetadataSnapshotRestore(t *testing.T) {
@@ -183,7 +184,7 @@ func TestMetadataSnapshotRestore(t *testing.T) {
 	require.NoError(t, h.apply(EncodeCreateTopic(testTopic(t, "x", 3, 2))))
 	require.NoError(t, h.apply(EncodeCreateTopic(testTopic(t, "y", 1, 1))))
 	tx, _ := h.m.Topic("x")
-	require.NoError(t, h.apply(EncodeSetLeader("x", 2, tx.Partitions[2].Replicas[1], 3)))
+	require.NoError(t, h.apply(EncodeSetLeader("x", 0, 2, tx.Partitions[2].Replicas[1], 3)))
 
 	snap := persist(t, h.m)
 
@@ -197,7 +198,7 @@ func TestMetadataSnapshotRestore(t *testing.T) {
 
 	// The restored state keeps applying the same way.
 	requireCode(t, other.apply(EncodeCreateTopic(testTopic(t, "x", 1, 1))), transport.ErrTopicExists)
-	require.NoError(t, other.apply(EncodeSetLeader("x", 2, tx.Partitions[2].Replicas[0], 2))) // stale
+	require.NoError(t, other.apply(EncodeSetLeader("x", 0, 2, tx.Partitions[2].Replicas[0], 2))) // stale
 	got, _ := other.m.Topic("x")
 	assert.Equal(t, tx.Partitions[2].Replicas[1], got.Partitions[2].Leader)
 
@@ -323,4 +324,41 @@ func TestAssignErrors(t *testing.T) {
 	requireCode(t, err, transport.ErrInvalidRequest)
 	_, err = Assign([]string{"n1"}, nil, 1, 0)
 	requireCode(t, err, transport.ErrInvalidRequest)
+}
+
+func TestMetadataTopicIDsNeverReused(t *testing.T) {
+	h := newMetaHarness(t)
+	tp := testTopic(t, "orders", 1, 3)
+	tp.ID = 999 // whatever the command carries, the FSM decides
+	require.NoError(t, h.apply(EncodeCreateTopic(tp)))
+	first, ok := h.m.TopicID("orders")
+	require.True(t, ok)
+	assert.Equal(t, h.idx, first, "id is the Raft index of the create")
+	require.NoError(t, h.apply(EncodeDeleteTopic("orders")))
+	require.NoError(t, h.apply(EncodeCreateTopic(tp)))
+	second, _ := h.m.TopicID("orders")
+	assert.Greater(t, second, first)
+	got, _ := h.m.Topic("orders")
+	assert.Equal(t, second, got.ID)
+
+	// A leader report of the old incarnation is ignored.
+	r := got.Partitions[0].Replicas
+	require.NoError(t, h.apply(EncodeSetLeader("orders", first, 0, r[1], 9)))
+	got, _ = h.m.Topic("orders")
+	assert.Empty(t, got.Partitions[0].Leader)
+	require.NoError(t, h.apply(EncodeSetLeader("orders", second, 0, r[1], 9)))
+	got, _ = h.m.Topic("orders")
+	assert.Equal(t, r[1], got.Partitions[0].Leader)
+
+	// Ids and sync markers survive a snapshot.
+	require.NoError(t, h.apply(EncodeSync("n2", 42)))
+	assert.True(t, h.m.Synced("n2", 42))
+	assert.False(t, h.m.Synced("n2", 41))
+	assert.False(t, h.m.Synced("n1", 42))
+	other := newMetaHarness(t)
+	require.NoError(t, other.m.Restore(io.NopCloser(bytes.NewReader(persist(t, h.m)))))
+	id, _ := other.m.TopicID("orders")
+	assert.Equal(t, second, id)
+	assert.True(t, other.m.Synced("n2", 42))
+	requireCode(t, h.apply(EncodeSync("", 1)), transport.ErrInvalidRequest)
 }

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"bytes"
 	"container/list"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
@@ -29,9 +31,14 @@ const producerWindow = 5
 
 // Raft command types of a partition group.
 const (
-	cmdAppend       byte = 1
+	cmdAppend       byte = 1 // batch (written before cmdAppendAt existed)
 	cmdOffsetCommit byte = 2
+	cmdAppendAt     byte = 3 // leader's clock (unix ms, int64) + batch
 )
+
+// DefaultMaxTimestampAhead is how far past the leader's clock a batch's
+// max timestamp may lie (Kafka's message.timestamp.after.max.ms).
+const DefaultMaxTimestampAhead = time.Hour
 
 // Sibling directories of the log dir used while a snapshot is restored.
 const (
@@ -39,11 +46,35 @@ const (
 	oldSuffix     = ".old"
 )
 
+// ErrReplayMismatch: a Raft entry replayed after a restart does not match
+// the batch the log stored for it. The partition stops rather than serve
+// data its Raft log does not vouch for.
+var ErrReplayMismatch = fmt.Errorf("%w: replayed raft entry does not match the stored batch", ErrCorruptLog)
+
+// ErrDamagedRaftEntry: a replayed Raft entry fails its batch checks although
+// the log stored a valid batch for it, so the Raft log store is damaged.
+// Rebuilding the segments from it would lose that batch, so the partition
+// just stops (it is not ErrCorruptLog); the replica needs rebuilding from
+// its peers by an operator.
+var ErrDamagedRaftEntry = errors.New("replayed raft entry is damaged")
+
 // PartitionConfig configures a partition replica's state machine.
 type PartitionConfig struct {
 	Log          LogConfig
 	Logger       *slog.Logger
 	MaxProducers int // idempotent producers remembered (default 10000)
+	// MaxGroups bounds the consumer groups whose offsets a partition keeps
+	// (default DefaultMaxGroups).
+	MaxGroups int
+	// OffsetsRetention expires a group's offsets this long after its last
+	// commit, measured by the timestamps of Raft commands (default
+	// DefaultOffsetsRetention; < 0 keeps them forever).
+	OffsetsRetention time.Duration
+	// MaxTimestampAhead refuses batches whose max timestamp is further
+	// ahead of the proposing leader's clock (carried in the command), so a
+	// client clock cannot pin segments against age retention (default
+	// DefaultMaxTimestampAhead; < 0 disables the check).
+	MaxTimestampAhead time.Duration
 }
 
 // AppendResult is what Apply returns for an append command.
@@ -55,11 +86,18 @@ type AppendResult struct {
 	Duplicate bool
 }
 
-// EncodeAppend builds the Raft command that appends a record batch.
+// EncodeAppend builds the Raft command that appends a record batch,
+// stamped with the local clock (the leader's, when it proposes it).
 func EncodeAppend(batch []byte) []byte {
-	cmd := make([]byte, 1+len(batch))
-	cmd[0] = cmdAppend
-	copy(cmd[1:], batch)
+	return EncodeAppendAt(batch, time.Now())
+}
+
+// EncodeAppendAt is EncodeAppend stamped with at.
+func EncodeAppendAt(batch []byte, at time.Time) []byte {
+	cmd := make([]byte, 9+len(batch))
+	cmd[0] = cmdAppendAt
+	binary.BigEndian.PutUint64(cmd[1:], uint64(at.UnixMilli()))
+	copy(cmd[9:], batch)
 	return cmd
 }
 
@@ -67,12 +105,20 @@ type offsetCommitCmd struct {
 	Group    string `msgpack:"g"`
 	Offset   int64  `msgpack:"o"`
 	Metadata string `msgpack:"m"`
+	// Time is the leader's clock when it proposed the commit (unix ms; 0
+	// in commands written before it existed). It drives offset expiry.
+	Time int64 `msgpack:"t,omitempty"`
 }
 
 // EncodeOffsetCommit builds the Raft command that commits a consumer
-// group's offset for this partition.
+// group's offset for this partition, stamped with the local clock.
 func EncodeOffsetCommit(group string, offset int64, metadata string) []byte {
-	return encodeCommand(cmdOffsetCommit, offsetCommitCmd{Group: group, Offset: offset, Metadata: metadata})
+	return EncodeOffsetCommitAt(group, offset, metadata, time.Now())
+}
+
+// EncodeOffsetCommitAt is EncodeOffsetCommit stamped with at.
+func EncodeOffsetCommitAt(group string, offset int64, metadata string, at time.Time) []byte {
+	return encodeCommand(cmdOffsetCommit, offsetCommitCmd{Group: group, Offset: offset, Metadata: metadata, Time: at.UnixMilli()})
 }
 
 func encodeCommand(typ byte, v any) []byte {
@@ -88,6 +134,7 @@ func encodeCommand(typ byte, v any) []byte {
 type groupOffset struct {
 	Offset   int64  `msgpack:"o"`
 	Metadata string `msgpack:"m"`
+	Time     int64  `msgpack:"t,omitempty"` // last commit, partition clock (unix ms)
 }
 
 // Partition is the Raft FSM of one partition replica: the on-disk log,
@@ -102,9 +149,15 @@ type Partition struct {
 	logMu sync.RWMutex // guards the log pointer (swapped by Restore)
 	log   *Log
 
-	mu     sync.Mutex // guards groups and failed
+	mu     sync.Mutex // guards groups, the clock and failed
 	groups map[string]groupOffset
 	failed error
+	// clock is the newest command timestamp applied (unix ms) and
+	// nextExpiry when group offsets are next scanned for expiry.
+	clock      int64
+	nextExpiry int64
+	// maxHeader bounds the snapshot header written and read.
+	maxHeader int
 
 	producers *producerTable // FSM goroutine only
 	applied   atomic.Uint64
@@ -125,23 +178,41 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 	if cfg.MaxProducers <= 0 {
 		cfg.MaxProducers = DefaultMaxProducers
 	}
+	if cfg.MaxGroups <= 0 {
+		cfg.MaxGroups = DefaultMaxGroups
+	}
+	if cfg.OffsetsRetention == 0 {
+		cfg.OffsetsRetention = DefaultOffsetsRetention
+	}
+	if cfg.MaxTimestampAhead == 0 {
+		cfg.MaxTimestampAhead = DefaultMaxTimestampAhead
+	}
 	if cfg.Log.Dir == "" {
 		return nil, errors.New("partition log dir is required")
 	}
 	if err := recoverRestore(filepath.Clean(cfg.Log.Dir)); err != nil {
 		return nil, err
 	}
+	p := &Partition{}
+	userHook := cfg.Log.OnCorrupt
+	cfg.Log.OnCorrupt = func(err error) {
+		p.fail(fmt.Errorf("%w: %w", ErrCorruptLog, err))
+		if userHook != nil {
+			userHook(err)
+		}
+	}
 	l, err := OpenLog(cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("open partition log: %w", err)
 	}
-	p := &Partition{
+	*p = Partition{
 		cfg:       cfg,
 		logger:    cfg.Logger,
 		log:       l,
 		groups:    map[string]groupOffset{},
 		producers: newProducerTable(cfg.MaxProducers),
 		changed:   make(chan struct{}),
+		maxHeader: maxSnapshotHeaderBytes,
 	}
 	p.applied.Store(l.LastRaftIndex())
 	return p, nil
@@ -211,32 +282,53 @@ func (p *Partition) Apply(l *raft.Log) any {
 	}
 	switch l.Data[0] {
 	case cmdAppend:
-		return p.applyAppend(l)
+		return p.applyAppend(l, l.Data[1:], 0)
+	case cmdAppendAt:
+		if len(l.Data) < 9 {
+			return transport.Errorf(transport.ErrInvalidRequest, "append command of %d bytes has no timestamp", len(l.Data))
+		}
+		return p.applyAppend(l, l.Data[9:], int64(binary.BigEndian.Uint64(l.Data[1:])))
 	case cmdOffsetCommit:
 		var c offsetCommitCmd
 		if err := msgpack.Unmarshal(l.Data[1:], &c); err != nil {
 			return transport.Errorf(transport.ErrInvalidRequest, "decode offset commit: %v", err)
 		}
-		if c.Group == "" {
-			return transport.Errorf(transport.ErrInvalidRequest, "offset commit without a group")
-		}
 		if failpoint.Enabled(failpoint.ForgetGroupOffset) && failpoint.Starting() {
 			return nil
 		}
-		p.mu.Lock()
-		p.groups[c.Group] = groupOffset{Offset: c.Offset, Metadata: c.Metadata}
-		p.mu.Unlock()
+		if err := p.commitOffset(c); err != nil {
+			return err
+		}
 		return nil
 	default:
 		return transport.Errorf(transport.ErrInvalidRequest, "unknown partition command type %d", l.Data[0])
 	}
 }
 
-func (p *Partition) applyAppend(l *raft.Log) any {
-	batch := l.Data[1:]
+// applyAppend applies one batch; at is the proposing leader's clock (unix
+// ms), 0 for commands from before it was carried.
+func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 	info, err := checkBatch(batch)
 	if err != nil {
+		lg := p.currentLog()
+		if l.Index <= lg.LastRaftIndex() {
+			// The log stored a valid batch for this entry, so the entry
+			// itself was damaged since (the Raft log store).
+			if _, ok, _ := lg.storedForRaftIndex(l.Index); ok {
+				err = fmt.Errorf("%w: raft entry %d no longer holds a valid batch (%v) but the log stored one for it", ErrDamagedRaftEntry, l.Index, err)
+				p.fail(err)
+			}
+		}
 		return err
+	}
+	if at != 0 {
+		if ahead := p.cfg.MaxTimestampAhead; ahead > 0 && info.maxTimestamp > at+ahead.Milliseconds() {
+			return transport.Errorf(transport.ErrInvalidRequest, "batch max timestamp %s is more than %s ahead of the leader's clock (%s)",
+				time.UnixMilli(info.maxTimestamp).UTC().Format(time.RFC3339), ahead, time.UnixMilli(at).UTC().Format(time.RFC3339))
+		}
+		p.mu.Lock()
+		p.advanceClockLocked(at)
+		p.mu.Unlock()
 	}
 	if info.producerID >= 0 && !failpoint.Enabled(failpoint.SkipIdempotence) {
 		dup, err := p.producers.check(info)
@@ -252,7 +344,13 @@ func (p *Partition) applyAppend(l *raft.Log) any {
 	if l.Index <= lg.LastRaftIndex() {
 		// A replay after restart: the batch is on disk already. Rebuild
 		// producer state from where it went and report the original offsets.
-		b, count, ok := lg.BaseOffsetForRaftIndex(l.Index)
+		sb, ok, err := lg.storedForRaftIndex(l.Index)
+		if err != nil {
+			err = fmt.Errorf("replay raft entry %d: %w", l.Index, err)
+			p.fail(err)
+			return err
+		}
+		b := sb.offset
 		switch {
 		case !ok:
 			p.logger.Warn("replayed append is no longer in the log (removed by retention?)", "raft_index", l.Index)
@@ -260,8 +358,11 @@ func (p *Partition) applyAppend(l *raft.Log) any {
 				p.producers.record(info, -1, l.Index)
 			}
 			return &AppendResult{BaseOffset: -1, LastOffset: -1}
-		case count != int(info.count):
-			err := fmt.Errorf("raft entry %d holds %d records but the log has %d at offset %d", l.Index, info.count, count, b)
+		case sb.count != uint32(info.count) || sb.batchLen() != info.length || sb.crc != info.crc:
+			// The log holds something else at this Raft index (a stale
+			// replica's data, or damage): skipping would silently serve it.
+			err := fmt.Errorf("%w: raft entry %d carries a batch of %d records, %d bytes, CRC %#08x, but the log holds %d records, %d bytes, CRC %#08x at offset %d",
+				ErrReplayMismatch, l.Index, info.count, info.length, info.crc, sb.count, sb.batchLen(), sb.crc, b)
 			p.fail(err)
 			return err
 		}
@@ -344,6 +445,14 @@ func (p *Partition) Close() error {
 	return err
 }
 
+// maxSnapshotHeaderBytes is the largest snapshot header Restore reads;
+// Snapshot refuses to write a larger one (the group and producer limits
+// keep real headers far below it).
+const maxSnapshotHeaderBytes = 256 << 20
+
+// maxFrameBytes bounds one stored frame read from a snapshot stream.
+const maxFrameBytes = 1 << 30
+
 // snapshotMagic starts every partition snapshot.
 var snapshotMagic = [8]byte{'S', 'L', 'U', 'I', 'C', 'E', 'P', '1'}
 
@@ -358,6 +467,8 @@ type snapshotHeader struct {
 	AppliedIndex  uint64                 `msgpack:"applied"`
 	Groups        map[string]groupOffset `msgpack:"groups"`
 	Producers     []producerState        `msgpack:"producers"` // least recently used first
+	Clock         int64                  `msgpack:"clock,omitempty"`
+	NextExpiry    int64                  `msgpack:"next_expiry,omitempty"`
 }
 
 // Snapshot fsyncs the log (Raft compacts its own log up to this point, so
@@ -388,14 +499,16 @@ func (p *Partition) Snapshot() (raft.FSMSnapshot, error) {
 	for g, o := range p.groups {
 		hdr.Groups[g] = o
 	}
+	hdr.Clock, hdr.NextExpiry = p.clock, p.nextExpiry
 	p.mu.Unlock()
-	return &partitionSnapshot{hdr: hdr, log: ls}, nil
+	return &partitionSnapshot{hdr: hdr, log: ls, maxHeader: p.maxHeader}, nil
 }
 
 type partitionSnapshot struct {
-	hdr  snapshotHeader
-	log  *logSnapshot
-	once sync.Once
+	hdr       snapshotHeader
+	log       *logSnapshot
+	maxHeader int
+	once      sync.Once
 }
 
 // Persist writes magic, header length (uint32), msgpack header, the log's
@@ -412,6 +525,11 @@ func (s *partitionSnapshot) persist(w io.Writer) error {
 	hdr, err := msgpack.Marshal(&s.hdr)
 	if err != nil {
 		return err
+	}
+	if len(hdr) > s.maxHeader {
+		// Restore would refuse it: fail here, where the old snapshot stays.
+		return fmt.Errorf("snapshot header of %d bytes (%d groups, %d producers) exceeds the limit of %d that Restore enforces",
+			len(hdr), len(s.hdr.Groups), len(s.hdr.Producers), s.maxHeader)
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	bw.Write(snapshotMagic[:])
@@ -437,7 +555,7 @@ func (s *partitionSnapshot) Release() {
 func (p *Partition) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<20)
-	hdr, err := readSnapshotHeader(br)
+	hdr, err := readSnapshotHeaderLimit(br, p.maxHeader)
 	if err != nil {
 		return err
 	}
@@ -456,6 +574,7 @@ func (p *Partition) Restore(rc io.ReadCloser) error {
 	for g, o := range hdr.Groups {
 		p.groups[g] = o
 	}
+	p.clock, p.nextExpiry = hdr.Clock, hdr.NextExpiry
 	p.failed = nil
 	p.mu.Unlock()
 	p.applied.Store(hdr.AppliedIndex)
@@ -464,6 +583,10 @@ func (p *Partition) Restore(rc io.ReadCloser) error {
 }
 
 func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
+	return readSnapshotHeaderLimit(r, maxSnapshotHeaderBytes)
+}
+
+func readSnapshotHeaderLimit(r io.Reader, limit int) (snapshotHeader, error) {
 	var hdr snapshotHeader
 	var pre [12]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
@@ -473,14 +596,15 @@ func readSnapshotHeader(r io.Reader) (snapshotHeader, error) {
 		return hdr, errors.New("not a partition snapshot (bad magic)")
 	}
 	n := binary.BigEndian.Uint32(pre[8:])
-	if n > 256<<20 {
-		return hdr, fmt.Errorf("snapshot header of %d bytes is implausible", n)
+	if int64(n) > int64(limit) {
+		return hdr, fmt.Errorf("snapshot header of %d bytes exceeds the limit of %d", n, limit)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return hdr, fmt.Errorf("read snapshot header: %w", err)
+	// Grow with the bytes that arrive rather than trusting n up front.
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return hdr, fmt.Errorf("read snapshot header (%d bytes declared): %w", n, err)
 	}
-	if err := msgpack.Unmarshal(buf, &hdr); err != nil {
+	if err := msgpack.Unmarshal(buf.Bytes(), &hdr); err != nil {
 		return hdr, fmt.Errorf("decode snapshot header: %w", err)
 	}
 	if hdr.Version != snapshotVersion {
@@ -505,6 +629,11 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 		return fmt.Errorf("restore: open temporary log: %w", err)
 	}
 	frames, err := copyFrames(r, tl)
+	if err == nil && tl.NextOffset() == hdr.NextOffset && tl.LastRaftIndex() < hdr.LastRaftIndex {
+		// Retention had removed the batches of the last entries: the
+		// snapshot still vouches for their Raft index.
+		tl.advanceRaftIndex(hdr.LastRaftIndex)
+	}
 	if err == nil && (tl.NextOffset() != hdr.NextOffset || tl.LastRaftIndex() != hdr.LastRaftIndex) {
 		err = fmt.Errorf("snapshot frames end at offset %d, raft index %d; header says %d, %d",
 			tl.NextOffset(), tl.LastRaftIndex(), hdr.NextOffset, hdr.LastRaftIndex)
@@ -546,7 +675,13 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 // copyFrames appends every frame of a snapshot stream to l until the
 // all-zero end marker.
 func copyFrames(r io.Reader, l *Log) (int, error) {
-	var buf []byte
+	return readSnapshotFrames(r, l.appendFrame)
+}
+
+// readSnapshotFrames calls fn with every frame of a snapshot stream until
+// the all-zero end marker; the frame is only valid during the call.
+func readSnapshotFrames(r io.Reader, fn func(frame []byte) error) (int, error) {
+	var buf bytes.Buffer
 	prefix := make([]byte, frameHeaderLen+lengthPrefix)
 	zero := make([]byte, frameHeaderLen)
 	for n := 0; ; n++ {
@@ -560,18 +695,18 @@ func copyFrames(r io.Reader, l *Log) (int, error) {
 			return n, fmt.Errorf("read frame %d: %w", n, err)
 		}
 		size := frameSizeFromPrefix(prefix)
-		if size < 0 || size > 1<<30 {
+		if size < 0 || size > maxFrameBytes {
 			return n, fmt.Errorf("frame %d has an invalid length", n)
 		}
-		if int64(cap(buf)) < size {
-			buf = make([]byte, size)
+		// Grow with the bytes that actually arrive, so a forged length
+		// costs no more memory than the stream really holds.
+		buf.Reset()
+		buf.Write(prefix)
+		if _, err := io.CopyN(&buf, r, size-int64(len(prefix))); err != nil {
+			return n, fmt.Errorf("read frame %d (%d bytes declared): %w", n, size, err)
 		}
-		frame := buf[:size]
-		copy(frame, prefix)
-		if _, err := io.ReadFull(r, frame[len(prefix):]); err != nil {
-			return n, fmt.Errorf("read frame %d: %w", n, err)
-		}
-		if err := l.appendFrame(frame); err != nil {
+		frame := buf.Bytes()
+		if err := fn(frame); err != nil {
 			return n, fmt.Errorf("frame %d: %w", n, err)
 		}
 	}
@@ -647,7 +782,13 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 	}
 	st := t.byID[info.producerID]
 	if st == nil || info.producerEpoch > st.Epoch {
-		return nil, nil // new producer or new epoch: any sequence starts it
+		// A new producer (or epoch) starts at sequence 0. Any other
+		// sequence means its state was evicted (or never existed) and this
+		// may be a retry of a batch already stored: never append it blind.
+		if info.baseSequence != 0 {
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "unknown producer %d (epoch %d) at sequence %d: its state is gone; restart with a new producer id", info.producerID, info.producerEpoch, info.baseSequence)
+		}
+		return nil, nil
 	}
 	if info.producerEpoch < st.Epoch {
 		return nil, transport.Errorf(transport.ErrInvalidRequest, "producer %d epoch %d is fenced by epoch %d", info.producerID, info.producerEpoch, st.Epoch)
@@ -657,7 +798,7 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 			continue
 		}
 		if b.Count != info.count {
-			return nil, transport.Errorf(transport.ErrInvalidRequest, "out of order sequence: producer %d resent sequence %d with %d records instead of %d", info.producerID, b.Seq, info.count, b.Count)
+			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "producer %d resent sequence %d with %d records instead of %d", info.producerID, b.Seq, info.count, b.Count)
 		}
 		res := &AppendResult{BaseOffset: b.Base, LastOffset: b.Base + int64(b.Count) - 1, Duplicate: true}
 		if b.Base < 0 {
@@ -667,7 +808,7 @@ func (t *producerTable) check(info batchInfo) (*AppendResult, error) {
 	}
 	last := st.Batches[len(st.Batches)-1]
 	if want := nextSequence(last.Seq, last.Count); info.baseSequence != want {
-		return nil, transport.Errorf(transport.ErrInvalidRequest, "out of order sequence: producer %d expected sequence %d, got %d", info.producerID, want, info.baseSequence)
+		return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "producer %d expected sequence %d, got %d", info.producerID, want, info.baseSequence)
 	}
 	return nil, nil
 }

@@ -120,20 +120,20 @@ func TestPartitionDuplicateProducerBatch(t *testing.T) {
 
 func TestPartitionOutOfOrderSequence(t *testing.T) {
 	p := newTestPartition(t, "", 0)
-	mustAppend(t, p, 1, 1, idemBatch(t, 9, 10, 3)) // a new producer may start anywhere
+	mustAppend(t, p, 1, 1, idemBatch(t, 9, 0, 3)) // sequences 0..2
 
-	for i, seq := range []int32{12, 14, 20, 0, 11} {
+	for i, seq := range []int32{2, 4, 10, 1} {
 		res := p.Apply(cmdLog(uint64(2+i), 1, EncodeAppend(idemBatch(t, 9, seq, 2))))
 		err, ok := res.(error)
 		require.True(t, ok, "sequence %d: got %v", seq, res)
-		requireCode(t, err, transport.ErrInvalidRequest)
-		assert.Contains(t, err.Error(), "out of order sequence")
+		requireCode(t, err, transport.ErrOutOfOrderSequence)
+		assert.Contains(t, err.Error(), "producer 9")
 	}
 	// Same base sequence, different size: not a retry.
-	res := p.Apply(cmdLog(10, 1, EncodeAppend(idemBatch(t, 9, 10, 2))))
-	requireCode(t, res.(error), transport.ErrInvalidRequest)
+	res := p.Apply(cmdLog(10, 1, EncodeAppend(idemBatch(t, 9, 0, 2))))
+	requireCode(t, res.(error), transport.ErrOutOfOrderSequence)
 
-	r := mustAppend(t, p, 11, 1, idemBatch(t, 9, 13, 2))
+	r := mustAppend(t, p, 11, 1, idemBatch(t, 9, 3, 2))
 	assert.Equal(t, int64(3), r.BaseOffset)
 	assert.Equal(t, int64(5), p.HighWatermark())
 	require.NoError(t, p.Err())
@@ -157,9 +157,14 @@ func TestPartitionProducerEpochs(t *testing.T) {
 
 func TestPartitionSequenceWraps(t *testing.T) {
 	p := newTestPartition(t, "", 0)
-	mustAppend(t, p, 1, 1, idemBatch(t, 1, 1<<31-2, 2)) // sequences MaxInt32-1, MaxInt32
+	mustAppend(t, p, 1, 1, plainBatch(t, 2))
+	// Producer 1 got as far as sequences MaxInt32-1 and MaxInt32.
+	p.producers.load([]producerState{{ID: 1, Batches: []producerBatch{{Seq: 1<<31 - 2, Count: 2, Base: 0}}, LastIndex: 1}})
 	r := mustAppend(t, p, 2, 1, idemBatch(t, 1, 0, 1))
+	assert.False(t, r.Duplicate)
 	assert.Equal(t, int64(2), r.BaseOffset)
+	r = mustAppend(t, p, 3, 1, idemBatch(t, 1, 1, 1))
+	assert.Equal(t, int64(3), r.BaseOffset)
 }
 
 func TestPartitionProducerEviction(t *testing.T) {
@@ -577,9 +582,10 @@ func TestPartitionFailedWriteStopsApplies(t *testing.T) {
 
 func TestEncodeAppendLayout(t *testing.T) {
 	b := plainBatch(t, 1)
-	cmd := EncodeAppend(b)
-	require.Equal(t, cmdAppend, cmd[0])
-	require.Equal(t, b, cmd[1:])
+	cmd := EncodeAppendAt(b, testTime)
+	require.Equal(t, cmdAppendAt, cmd[0])
+	require.Equal(t, uint64(testTime.UnixMilli()), binary.BigEndian.Uint64(cmd[1:]))
+	require.Equal(t, b, cmd[9:])
 	c := EncodeOffsetCommit("grp", 5, "meta")
 	require.Equal(t, cmdOffsetCommit, c[0])
 }

@@ -212,6 +212,17 @@ func (v segView) readFrames(entries []indexEntry) ([][]byte, error) {
 		return nil, nil
 	}
 	first, last := entries[0], entries[len(entries)-1]
+	// Entries come off disk: make sure they describe contiguous frames
+	// inside the published extent before sizing a buffer from them.
+	for i, e := range entries {
+		bad := e.pos < 0 || int64(e.size) < frameHeaderLen+batchHeaderLen || e.end() > v.size
+		if i > 0 && e.pos != entries[i-1].end() {
+			bad = true
+		}
+		if bad {
+			return nil, &corruptFrameError{offset: e.offset, err: fmt.Errorf("segment %s: index entry for offset %d (position %d, %d bytes) does not fit the %d-byte log", v.seg.idxPath, e.offset, e.pos, e.size, v.size)}
+		}
+	}
 	buf := make([]byte, last.end()-first.pos)
 	if _, err := v.seg.logF.ReadAt(buf, first.pos); err != nil {
 		return nil, fmt.Errorf("read %s at %d: %w", v.seg.logPath, first.pos, err)
@@ -248,7 +259,12 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 	if err != nil {
 		return scanResult{}, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	res := scanResult{fileSize: st.Size()}
+	return scanFrames(f, st.Size(), f.Name(), base, prevRaft)
+}
+
+// scanFrames is scanSegment over size bytes of any reader.
+func scanFrames(f io.ReaderAt, size int64, name string, base int64, prevRaft uint64) (scanResult, error) {
+	res := scanResult{fileSize: size}
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, res.fileSize), 1<<20)
 	next, lastRaft := base, prevRaft
 	var buf []byte
@@ -261,7 +277,7 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 		}
 		prefix, err := r.Peek(prefixLen)
 		if err != nil {
-			return res, fmt.Errorf("read %s: %w", f.Name(), err)
+			return res, fmt.Errorf("read %s: %w", name, err)
 		}
 		size := frameSizeFromPrefix(prefix)
 		if size < 0 {
@@ -277,7 +293,7 @@ func scanSegment(f *os.File, base int64, prevRaft uint64) (scanResult, error) {
 		}
 		frame := buf[:size]
 		if _, err := io.ReadFull(r, frame); err != nil {
-			return res, fmt.Errorf("read %s: %w", f.Name(), err)
+			return res, fmt.Errorf("read %s: %w", name, err)
 		}
 		raftIndex, info, err := checkFrame(frame)
 		switch {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Config is everything a node needs to start. Zero durations take defaults.
@@ -21,8 +23,29 @@ type Config struct {
 	Join            []string // gossip seeds
 	BootstrapExpect int      // metadata voters to wait for before bootstrapping (default 3)
 
+	// Kafka wire listener (see kafka/): "" disables it. The advertised
+	// address defaults to the bound one.
+	KafkaAddr           string
+	KafkaAdvertisedAddr string
+	// KafkaNoAutoCreate turns off topic auto-creation by Kafka clients
+	// (on by default, as in Kafka); new topics get KafkaDefaultPartitions
+	// (default 3) and min(3, live nodes) replicas.
+	KafkaNoAutoCreate      bool
+	KafkaDefaultPartitions int
+	// KafkaInitialRebalanceDelay holds the first rebalance of an empty
+	// group open for more members (Kafka's group.initial.rebalance.delay.ms).
+	KafkaInitialRebalanceDelay time.Duration
+
 	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
 	MaxFrameBytes int // largest RPC frame (default 16 MiB)
+	// MaxAppendBytes bounds one Raft AppendEntries message of a partition
+	// group (default 16 MiB): MaxAppendEntries = MaxAppendBytes /
+	// MaxBatchBytes, at least 1 (see raftgroup.go).
+	MaxAppendBytes int
+	// MinFreeBytes is the free-space floor of the data dir's filesystem:
+	// below it produces and offset commits are refused with a retriable
+	// error (default 64 MiB; negative disables).
+	MinFreeBytes int64
 
 	// Raft timing of the partition and metadata groups. Loopback defaults:
 	// fast failover at a modest idle cost per group (see ARCHITECTURE.md).
@@ -34,8 +57,37 @@ type Config struct {
 	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
 	SegmentBytes       int64         // partition segment size (default 64 MiB)
 	RetentionInterval  time.Duration // how often retention runs (default 30s)
+	// OffsetsRetention expires a consumer group's offsets this long after
+	// its last commit (default 7 days; negative: never).
+	OffsetsRetention time.Duration
+	// MaxTimestampAhead refuses batches timestamped further ahead of the
+	// leader's clock (default 1 h; negative: no check).
+	MaxTimestampAhead time.Duration
+
+	// Security (see node/security.go). The three TLS files go together:
+	// with them every connection to and between nodes is mutual TLS 1.3.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	GossipKey   string // base64 of a 16, 24 or 32-byte memberlist encryption key; "" gossips in the clear
+	// Node-wide bounds against flooding (0: transport defaults, 1024
+	// connections and 256 MiB of requests in flight).
+	MaxConns         int
+	MaxInFlightBytes int64
+
+	// AgentConfig, when set, is a Flume properties file whose agent
+	// AgentName (default a1) runs inside the node (node/agent.go);
+	// AgentPoll is how often the file is checked for changes (30 s).
+	AgentConfig string
+	AgentName   string
+	AgentPoll   time.Duration
 
 	Logger *slog.Logger
+
+	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
+	wrapPartitionFSM func(topic string, f raft.FSM) raft.FSM
+	// wrapLogStore, set by tests only, wraps each Raft group's log store.
+	wrapLogStore func(group string, s raft.LogStore) raft.LogStore
 }
 
 func (c *Config) setDefaults() error {
@@ -57,11 +109,20 @@ func (c *Config) setDefaults() error {
 	if c.BootstrapExpect < 1 {
 		return fmt.Errorf("bootstrap-expect must be at least 1, got %d", c.BootstrapExpect)
 	}
+	if c.KafkaDefaultPartitions == 0 {
+		c.KafkaDefaultPartitions = 3
+	}
 	if c.MaxBatchBytes == 0 {
 		c.MaxBatchBytes = 1 << 20
 	}
 	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = 16 << 20
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 64 << 20
+	}
+	if c.MaxAppendBytes == 0 {
+		c.MaxAppendBytes = 16 << 20
 	}
 	if c.MaxFrameBytes < c.MaxBatchBytes+4096 {
 		c.MaxFrameBytes = c.MaxBatchBytes + 4096

@@ -16,37 +16,6 @@ import (
 // non-voters and still receive every metadata change.
 const maxMetaVoters = 5
 
-// bootstrapLoop bootstraps the metadata group once gossip has seen exactly
-// BootstrapExpect nodes (the Consul pattern). Every one of them bootstraps
-// with the same configuration, which hashicorp/raft allows. A node that
-// finds more nodes than expected waits for the leader to add it.
-func (n *Node) bootstrapLoop() {
-	for {
-		if n.metaRG.hasState() {
-			return
-		}
-		alive := n.members.alive()
-		if len(alive) == n.cfg.BootstrapExpect {
-			servers := make([]raft.Server, 0, len(alive))
-			for _, m := range alive {
-				servers = append(servers, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RPCAddr)})
-			}
-			n.logger.Info("bootstrapping metadata group", "voters", len(servers))
-			if err := n.metaRG.bootstrap(servers); err != nil {
-				n.logger.Error("bootstrap metadata group", "err", err)
-			}
-			return
-		}
-		if len(alive) > n.cfg.BootstrapExpect {
-			n.logger.Info("cluster already larger than bootstrap-expect; waiting to be added", "seen", len(alive))
-			return
-		}
-		if !n.sleep(time.Second, n.members.Changed()) {
-			return
-		}
-	}
-}
-
 func (n *Node) isMetaLeader() bool {
 	return n.metaRG.raft.State() == raft.Leader
 }
@@ -133,7 +102,17 @@ func (n *Node) applyMeta(ctx context.Context, cmd []byte) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return n.pool.Call(ctx, addr, transport.MethodMetaApply, transport.MetaApplyRequest{Command: cmd}, nil)
+	return forwardErr(n.pool.Call(ctx, addr, transport.MethodMetaApply, transport.MetaApplyRequest{Command: cmd}, nil))
+}
+
+// forwardErr makes a forward that never reached the metadata leader (it
+// is gone; an election is due) retriable for the client instead of an
+// unknown error.
+func forwardErr(err error) error {
+	if err != nil && errors.Is(err, transport.ErrNotSent) {
+		return transport.Errorf(transport.ErrUnavailable, "metadata leader unreachable: %v", err)
+	}
+	return err
 }
 
 func (n *Node) applyMetaLocal(cmd []byte) error {
@@ -185,7 +164,7 @@ func (n *Node) createTopic(ctx context.Context, req transport.CreateTopicRequest
 		if addr == "" {
 			return transport.Errorf(transport.ErrUnavailable, "no metadata leader")
 		}
-		return n.pool.Call(ctx, addr, transport.MethodCreateTopic, req, nil)
+		return forwardErr(n.pool.Call(ctx, addr, transport.MethodCreateTopic, req, nil))
 	}
 	// A new leader applies its predecessor's last entries only after a
 	// barrier: until then its view of brokers and topics may be stale.

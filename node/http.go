@@ -10,7 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startHTTP serves /healthz, /v1/status and /metrics.
+// startHTTP serves /healthz, /v1/status, /metrics, the agents' counters
+// and the status page.
 func (n *Node) startHTTP() error {
 	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
 	if err != nil {
@@ -34,6 +35,8 @@ func (n *Node) startHTTP() error {
 		enc.SetIndent("", "  ")
 		enc.Encode(n.Status())
 	})
+	n.agentHTTP(mux)
+	n.statusHTTP(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.goLoop("http", func() {

@@ -1,11 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +24,13 @@ type memberMeta struct {
 	ID       string `msgpack:"id"`
 	RPCAddr  string `msgpack:"rpc"`
 	HTTPAddr string `msgpack:"http"`
+	// KafkaAddr is the advertised Kafka listener, "" without one.
+	KafkaAddr string `msgpack:"kafka,omitempty"`
+	// Bootstrap state (see bootstrap.go): Raft is set once the node has
+	// metadata Raft state, so no peer bootstraps another cluster; Proposal
+	// is the digest of the voter set it would bootstrap with.
+	Raft     bool   `msgpack:"raft,omitempty"`
+	Proposal string `msgpack:"prop,omitempty"`
 }
 
 // member is one node as the local gossip view sees it.
@@ -33,11 +43,17 @@ type member struct {
 // latest view of every peer and signals changes.
 type membership struct {
 	list   *memberlist.Memberlist
+	metaMu sync.Mutex
+	own    memberMeta
 	meta   []byte
 	logger *slog.Logger
 
 	mu      sync.Mutex
 	changed chan struct{}
+	// peerMeta copies each node's gossip metadata when memberlist reports
+	// it (under memberlist's lock): the *Node that Members returns is
+	// updated in place, so reading its Meta later would race.
+	peerMeta map[string][]byte
 }
 
 func newMembership(cfg *Config) (*membership, error) {
@@ -49,11 +65,11 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
 	}
-	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr})
+	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr})
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}
-	m := &membership{meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{})}
+	m := &membership{own: memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr}, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peerMeta: map[string][]byte{}}
 
 	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -64,7 +80,14 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip transport on %s: %w", cfg.GossipAddr, err)
 	}
+	key, err := gossipKey(cfg.GossipKey)
+	if err != nil {
+		return nil, err
+	}
 	mc := memberlist.DefaultLocalConfig()
+	// With a key every gossip message, UDP and TCP, is AES-GCM encrypted
+	// and authenticated: a node without the key can neither join nor read.
+	mc.SecretKey = key
 	mc.Name = cfg.ID
 	mc.BindAddr = host
 	mc.BindPort = port
@@ -95,6 +118,25 @@ func (m *membership) join(seeds []string) (int, error) {
 	return m.list.Join(seeds)
 }
 
+// setBootstrapState publishes this node's bootstrap state to its peers.
+func (m *membership) setBootstrapState(hasRaft bool, proposal string) error {
+	m.metaMu.Lock()
+	if m.own.Raft == hasRaft && m.own.Proposal == proposal {
+		m.metaMu.Unlock()
+		return nil
+	}
+	m.own.Raft, m.own.Proposal = hasRaft, proposal
+	meta, err := msgpack.Marshal(m.own)
+	if err == nil {
+		m.meta = meta
+	}
+	m.metaMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode gossip meta: %w", err)
+	}
+	return m.list.UpdateNode(time.Second)
+}
+
 // Changed returns a channel closed at the next membership change.
 func (m *membership) Changed() <-chan struct{} {
 	m.mu.Lock()
@@ -112,8 +154,11 @@ func (m *membership) notify() {
 // Members lists every node gossip knows, sorted by id, with its state.
 func (m *membership) Members() []member {
 	var out []member
+	m.mu.Lock()
+	metas := maps.Clone(m.peerMeta)
+	m.mu.Unlock()
 	for _, n := range m.list.Members() {
-		mm, ok := decodeMeta(n)
+		mm, ok := decodeMeta(metas[n.Name])
 		if !ok {
 			continue
 		}
@@ -134,6 +179,23 @@ func (m *membership) alive() []member {
 	return out
 }
 
+// hasHost reports whether ip is the gossip or RPC address of a member
+// memberlist currently lists (alive or suspect).
+func (m *membership) hasHost(ip netip.Addr) bool {
+	m.mu.Lock()
+	metas := maps.Clone(m.peerMeta)
+	m.mu.Unlock()
+	for _, n := range m.list.Members() {
+		if a, ok := netip.AddrFromSlice(n.Addr); ok && a.Unmap() == ip {
+			return true
+		}
+		if mm, ok := decodeMeta(metas[n.Name]); ok && hostIP(mm.RPCAddr) == ip {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *membership) shutdown() {
 	if err := m.list.Leave(time.Second); err != nil {
 		m.logger.Debug("gossip leave", "err", err)
@@ -143,9 +205,9 @@ func (m *membership) shutdown() {
 	}
 }
 
-func decodeMeta(n *memberlist.Node) (memberMeta, bool) {
+func decodeMeta(meta []byte) (memberMeta, bool) {
 	var mm memberMeta
-	if len(n.Meta) == 0 || msgpack.Unmarshal(n.Meta, &mm) != nil || mm.ID == "" {
+	if len(meta) == 0 || msgpack.Unmarshal(meta, &mm) != nil || mm.ID == "" {
 		return mm, false
 	}
 	return mm, true
@@ -167,6 +229,8 @@ func stateName(s memberlist.NodeStateType) string {
 
 // memberlist.Delegate: only node metadata is used.
 func (m *membership) NodeMeta(limit int) []byte {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
 	if len(m.meta) > limit {
 		m.logger.Error("gossip metadata too large", "size", len(m.meta), "limit", limit)
 		return nil
@@ -180,6 +244,7 @@ func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate
 func (m *membership) NotifyJoin(n *memberlist.Node) {
+	m.copyMeta(n)
 	m.logger.Info("member joined", "name", n.Name, "addr", n.Address())
 	m.notify()
 }
@@ -187,7 +252,16 @@ func (m *membership) NotifyLeave(n *memberlist.Node) {
 	m.logger.Info("member left or failed", "name", n.Name, "state", stateName(n.State))
 	m.notify()
 }
-func (m *membership) NotifyUpdate(n *memberlist.Node) { m.notify() }
+func (m *membership) NotifyUpdate(n *memberlist.Node) {
+	m.copyMeta(n)
+	m.notify()
+}
+
+func (m *membership) copyMeta(n *memberlist.Node) {
+	m.mu.Lock()
+	m.peerMeta[n.Name] = bytes.Clone(n.Meta)
+	m.mu.Unlock()
+}
 
 // boundTransport makes memberlist's TCP dials leave from the node's own
 // address (UDP already does: it sends from the bound socket).

@@ -18,6 +18,7 @@ type metrics struct {
 	bytesIn       *prometheus.CounterVec
 	bytesOut      *prometheus.CounterVec
 	leaderChanges prometheus.Counter
+	diskFull      prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -39,8 +40,11 @@ func newMetrics(n *Node) *metrics {
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_partition_leader_changes_total", Help: "Leadership gains and losses of hosted replicas.",
 		}),
+		diskFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_writes_refused_disk_full_total", Help: "Produces and offset commits refused below the free-space floor (--min-free-bytes).",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges,
+	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges, m.diskFull,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&raftCollector{n: n})
 	return m

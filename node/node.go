@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -32,18 +33,24 @@ type Node struct {
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
 	metrics *metrics
+	tls     tlsConfigs // both nil without TLS
 	http    *http.Server
 	httpLn  net.Listener
+	kafka   *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
 	closed   bool
 
-	leaderKick  chan struct{} // wakes the leader reporter
-	barrierTerm uint64        // metadata term whose barrier the controller loop committed
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	leaderKick   chan struct{} // wakes the leader reporter
+	joined       chan struct{} // closed once the gossip join is done
+	bootstrapped atomic.Bool   // this process bootstrapped the metadata group
+	barrierTerm  uint64        // metadata term whose barrier the controller loop committed
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+
+	agentState // the colocated agent (node/agent.go)
 }
 
 // Start opens the node's data, binds its ports, joins the cluster in the
@@ -55,16 +62,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := prepareLayout(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:        cfg,
 		logger:     cfg.Logger.With("node", cfg.ID),
 		replicas:   make(map[partKey]*replica),
 		leaderKick: make(chan struct{}, 1),
+		joined:     make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
 
-	mux, err := transport.Listen(transport.Config{Addr: cfg.Addr, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.logger})
+	if err := n.loadTLS(); err != nil {
+		return nil, err
+	}
+	mux, err := transport.Listen(n.muxConfig())
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
@@ -73,20 +87,26 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		LocalHost:     cfg.sourceHost(),
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
+		TLS:           n.tls.client,
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{
-		name:  metaGroupName,
-		dir:   filepath.Join(cfg.DataDir, "meta"),
-		fsm:   n.meta,
-		local: raft.ServerID(cfg.ID),
+		name:          metaGroupName,
+		dir:           filepath.Join(cfg.DataDir, "meta"),
+		fsm:           n.meta,
+		local:         raft.ServerID(cfg.ID),
+		maxEntryBytes: metaMaxEntryBytes,
 	})
 	if err != nil {
 		n.closeQuietly()
 		return nil, err
 	}
 
+	if err := n.listenKafka(); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.members, err = newMembership(&n.cfg)
 	if err != nil {
 		n.closeQuietly()
@@ -105,12 +125,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.logger.Error("rpc server stopped", "err", err)
 		}
 	})
+	n.serveKafka()
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	if err := n.startAgent(ctx); err != nil {
+		n.closeQuietly()
+		return nil, err
+	}
 	n.logger.Info("node started", "addr", cfg.Addr, "gossip", cfg.GossipAddr, "http", cfg.HTTPAddr, "data", cfg.DataDir)
 	return n, nil
 }
@@ -147,6 +172,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopAgent()
 	n.cancel()
 	var errs []error
 	if n.http != nil {
@@ -154,6 +180,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		cancel()
 	}
+	errs = append(errs, n.closeKafka())
 	if n.members != nil {
 		n.members.shutdown()
 	}
@@ -224,6 +251,7 @@ func (n *Node) sleep(d time.Duration, wake ...<-chan struct{}) bool {
 // joinLoop keeps trying the seeds until one answers.
 func (n *Node) joinLoop() {
 	if len(n.cfg.Join) == 0 {
+		close(n.joined)
 		return
 	}
 	backoff := 200 * time.Millisecond
@@ -231,6 +259,7 @@ func (n *Node) joinLoop() {
 		k, err := n.members.join(n.cfg.Join)
 		if err == nil || k > 0 {
 			n.logger.Info("joined gossip", "contacted", k)
+			close(n.joined)
 			return
 		}
 		n.logger.Warn("join failed, retrying", "seeds", n.cfg.Join, "err", err)

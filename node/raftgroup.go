@@ -27,6 +27,9 @@ type raftGroupOptions struct {
 	dir   string
 	fsm   raft.FSM
 	local raft.ServerID
+	// maxEntryBytes is the largest command the group commits; it sets how
+	// many entries one AppendEntries may carry.
+	maxEntryBytes int
 	// snapshotThreshold and interval override the node defaults when non-zero.
 	snapshotThreshold uint64
 	snapshotInterval  time.Duration
@@ -63,7 +66,7 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: 3,
-		Timeout: 5 * time.Second,
+		Timeout: raftIOTimeout,
 		Logger:  hl,
 	})
 	rc := raft.DefaultConfig()
@@ -83,8 +86,12 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	// Group many client batches into one fsync of the Raft log.
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 256
-	r, err := raft.NewRaft(rc, o.fsm, store, store, snaps, trans)
+	rc.MaxAppendEntries = maxAppendEntries(n.cfg.MaxAppendBytes, o.maxEntryBytes)
+	var logs raft.LogStore = store
+	if n.cfg.wrapLogStore != nil {
+		logs = n.cfg.wrapLogStore(o.name, store)
+	}
+	r, err := raft.NewRaft(rc, o.fsm, logs, store, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()
@@ -92,6 +99,31 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	}
 	return &raftGroup{name: o.name, raft: r, store: store, trans: trans}, nil
 }
+
+// raftIOTimeout is the transport's deadline for one Raft message (dial,
+// write, reply). With the default 16 MiB message budget a link must carry
+// about 1.6 MiB/s for a full catch-up message to make it; slower links need
+// a smaller --max-batch-bytes or MaxAppendBytes.
+const raftIOTimeout = 10 * time.Second
+
+// maxAppendEntries turns the byte budget of one AppendEntries message into
+// hashicorp/raft's entry count: count × largest entry stays within budget.
+// The count also caps how many applies share one fsync (BatchApplyCh), so
+// it never drops below 1 nor exceeds 256.
+func maxAppendEntries(budget, maxEntry int) int {
+	if maxEntry <= 0 {
+		return 64
+	}
+	return max(1, min(256, budget/maxEntry))
+}
+
+// appendEntryOverhead is what a partition command adds to its batch.
+const appendEntryOverhead = 64
+
+// metaMaxEntryBytes sizes the metadata group's entries for its count:
+// commands are small (the largest, a create of 10000 partitions, is a few
+// hundred KiB).
+const metaMaxEntryBytes = 256 << 10
 
 // bootstrap writes the initial configuration unless the group has state.
 func (g *raftGroup) bootstrap(servers []raft.Server) error {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,11 +24,13 @@ func (k partKey) String() string { return k.topic + "/" + strconv.Itoa(int(k.par
 // partition FSM (segment log, group offsets, producer state).
 type replica struct {
 	key      partKey
+	topicID  uint64 // the topic incarnation this replica belongs to
 	dir      string
 	replicas []string
 	group    *raftGroup
 	fsm      *fsm.Partition
 	done     chan struct{}
+	ready    readiness // barrier of the current term, before a leader serves reads
 }
 
 func (r *replica) raft() *raft.Raft { return r.group.raft }
@@ -46,10 +49,20 @@ func (r *replica) close() error {
 	return nil
 }
 
+// replica returns the hosted replica of the topic's current incarnation.
+// One of a deleted incarnation that the reconcile loop has not closed yet
+// is not returned: it must serve nothing.
 func (n *Node) replica(topic string, partition int32) *replica {
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.replicas[partKey{topic, partition}]
+	r := n.replicas[partKey{topic, partition}]
+	n.mu.RUnlock()
+	if r == nil {
+		return nil
+	}
+	if id, ok := n.meta.TopicID(topic); !ok || id != r.topicID {
+		return nil
+	}
+	return r
 }
 
 func (n *Node) replicaList() []*replica {
@@ -62,13 +75,18 @@ func (n *Node) replicaList() []*replica {
 	return out
 }
 
-func (n *Node) partitionDir(k partKey) string {
-	return filepath.Join(n.cfg.DataDir, "partitions", fmt.Sprintf("%s-%d", k.topic, k.partition))
+func (n *Node) partitionDir(k partKey, topicID uint64) string {
+	return filepath.Join(n.cfg.DataDir, partitionsDirName, replicaDirName(k.topic, topicID, k.partition))
 }
 
 // reconcileLoop makes the hosted replicas follow the metadata: start the
-// ones assigned here, stop and delete the ones whose topic is gone.
+// ones assigned here, stop and delete the ones whose topic (incarnation)
+// is gone. It starts only once the local metadata has caught up with the
+// leader's, so a stale view never opens or deletes anything.
 func (n *Node) reconcileLoop() {
+	if !n.waitMetaCaughtUp() {
+		return
+	}
 	for {
 		changed := n.meta.Changed()
 		n.reconcileReplicas()
@@ -80,13 +98,15 @@ func (n *Node) reconcileLoop() {
 
 func (n *Node) reconcileReplicas() {
 	want := map[partKey]fsm.PartitionAssignment{}
-	retention := map[string]fsm.Topic{}
+	topics := map[string]fsm.Topic{}
+	keep := map[string]bool{} // directory names of wanted replicas
 	for _, t := range n.meta.Topics() {
-		retention[t.Name] = t
+		topics[t.Name] = t
 		for _, p := range t.Partitions {
 			for _, id := range p.Replicas {
 				if id == n.cfg.ID {
 					want[partKey{t.Name, p.ID}] = p
+					keep[replicaDirName(t.Name, t.ID, p.ID)] = true
 				}
 			}
 		}
@@ -95,7 +115,13 @@ func (n *Node) reconcileReplicas() {
 		if err := r.fsm.Err(); err != nil {
 			// The partition stopped after a failed disk write. Reopen it:
 			// the log recovers to its last good batch and Raft replays
-			// the rest.
+			// the rest. Not while the disk is (nearly) full: the replay
+			// would fail again, and each reopen of a leader moves the
+			// leadership around for nothing.
+			if n.diskLow() {
+				n.logger.Warn("partition failed and the data dir is below the free-space floor; reopening once space is back", "partition", r.key.String(), "err", err)
+				continue
+			}
 			n.logger.Error("partition failed; reopening", "partition", r.key.String(), "err", err)
 			n.mu.Lock()
 			delete(n.replicas, r.key)
@@ -103,30 +129,68 @@ func (n *Node) reconcileReplicas() {
 			if cerr := r.close(); cerr != nil {
 				n.logger.Warn("close failed replica", "err", cerr)
 			}
+			n.replicaFailed(r, err)
 			continue
 		}
-		if _, ok := want[r.key]; ok {
+		if _, ok := want[r.key]; ok && topics[r.key.topic].ID == r.topicID {
 			continue
 		}
 		n.mu.Lock()
 		delete(n.replicas, r.key)
 		n.mu.Unlock()
-		n.logger.Info("removing replica of deleted topic", "partition", r.key.String())
+		n.logger.Info("removing replica of deleted topic", "partition", r.key.String(), "topic_id", r.topicID)
 		if err := r.close(); err != nil {
 			n.logger.Warn("close replica", "err", err)
 		}
-		if err := os.RemoveAll(r.dir); err != nil {
+		if err := removeReplicaDir(r.dir); err != nil {
 			n.logger.Warn("remove replica data", "dir", r.dir, "err", err)
 		}
 	}
+	// Replicas of topics this node no longer knows, including those deleted
+	// while it was down: nothing may ever read them again.
+	unknown, err := unknownReplicaDirs(n.cfg.DataDir, keep)
+	if err != nil {
+		n.logger.Warn("list replica dirs", "err", err)
+	}
+	for _, dir := range unknown {
+		n.logger.Info("removing replica the metadata does not know", "dir", dir)
+		if err := removeReplicaDir(dir); err != nil {
+			n.logger.Warn("remove replica data", "dir", dir, "err", err)
+		}
+	}
 	for k, p := range want {
-		if n.replica(k.topic, k.partition) != nil {
+		n.mu.RLock()
+		_, open := n.replicas[k]
+		n.mu.RUnlock()
+		if open {
 			continue
 		}
-		if err := n.openReplica(k, p, retention[k.topic]); err != nil {
+		if err := n.openReplica(k, p, topics[k.topic]); err != nil {
 			n.logger.Error("open replica", "partition", k.String(), "err", err)
 		}
 	}
+}
+
+// makeReplicaDir creates a replica's directory durably: a new raft.db in
+// a directory entry that a power loss takes away would be a replica that
+// forgot what it acknowledged.
+func (n *Node) makeReplicaDir(dir string) error {
+	parts := filepath.Dir(dir)
+	if _, err := os.Stat(parts); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(parts, 0o755); err != nil {
+			return fmt.Errorf("partitions dir: %w", err)
+		}
+		if err := syncDir(filepath.Dir(parts)); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("replica dir: %w", err)
+	}
+	return syncDir(parts)
 }
 
 func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) error {
@@ -136,8 +200,11 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 	if closed {
 		return nil
 	}
-	dir := n.partitionDir(k)
-	pf, err := fsm.NewPartition(fsm.PartitionConfig{
+	dir := n.partitionDir(k, t.ID)
+	if err := n.makeReplicaDir(dir); err != nil {
+		return err
+	}
+	pf, err := n.openPartitionFSM(dir, fsm.PartitionConfig{
 		Log: fsm.LogConfig{
 			Dir:            filepath.Join(dir, "log"),
 			SegmentBytes:   n.cfg.SegmentBytes,
@@ -145,22 +212,36 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 			RetentionAge:   time.Duration(t.RetentionMs) * time.Millisecond,
 			Logger:         n.logger.With("partition", k.String()),
 		},
-		Logger: n.logger.With("partition", k.String()),
+		Logger:            n.logger.With("partition", k.String()),
+		OffsetsRetention:  n.cfg.OffsetsRetention,
+		MaxTimestampAhead: n.cfg.MaxTimestampAhead,
 	})
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)
 	}
+	var rf raft.FSM = pf
+	if n.cfg.wrapPartitionFSM != nil {
+		rf = n.cfg.wrapPartitionFSM(k.topic, pf)
+	}
 	g, err := n.openRaftGroup(raftGroupOptions{
-		name:  "p/" + k.String(),
+		name:  "p/" + k.topic + "@" + strconv.FormatUint(t.ID, 10) + "/" + strconv.Itoa(int(k.partition)),
 		dir:   dir,
-		fsm:   pf,
+		fsm:   rf,
 		local: raft.ServerID(n.cfg.ID),
+		// One entry holds at most one produce batch.
+		maxEntryBytes: n.cfg.MaxBatchBytes + appendEntryOverhead,
 	})
 	if err != nil {
 		pf.Close()
 		return err
 	}
-	r := &replica{key: k, dir: dir, replicas: p.Replicas, group: g, fsm: pf, done: make(chan struct{})}
+	// The stores created raft.db, snapshots/ and log/ in dir.
+	if err := syncDir(dir); err != nil {
+		g.shutdown()
+		pf.Close()
+		return err
+	}
+	r := &replica{key: k, topicID: t.ID, dir: dir, replicas: p.Replicas, group: g, fsm: pf, done: make(chan struct{})}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -230,6 +311,9 @@ func (n *Node) watchLeadership(r *replica) {
 			return
 		case isLeader := <-ch:
 			n.logger.Info("partition leadership changed", "partition", r.key.String(), "leader", isLeader, "term", r.raft().CurrentTerm())
+			if isLeader {
+				r.startReady(r.raft().CurrentTerm()) // so the first fetch finds it done
+			}
 			n.metrics.leaderChanges.Inc()
 			select {
 			case n.leaderKick <- struct{}{}:
@@ -249,14 +333,14 @@ func (n *Node) leaderReportLoop() {
 			}
 			term := r.raft().CurrentTerm()
 			t, ok := n.meta.Topic(r.key.topic)
-			if !ok || int(r.key.partition) >= len(t.Partitions) {
+			if !ok || t.ID != r.topicID || int(r.key.partition) >= len(t.Partitions) {
 				continue
 			}
 			p := t.Partitions[r.key.partition]
 			if p.Leader == n.cfg.ID && p.LeaderTerm >= term {
 				continue
 			}
-			cmd := fsm.EncodeSetLeader(r.key.topic, r.key.partition, n.cfg.ID, term)
+			cmd := fsm.EncodeSetLeader(r.key.topic, r.topicID, r.key.partition, n.cfg.ID, term)
 			if err := n.applyMeta(n.ctx, cmd); err != nil && n.ctx.Err() == nil {
 				n.logger.Debug("report partition leader", "partition", r.key.String(), "err", err)
 			}

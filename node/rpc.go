@@ -80,6 +80,9 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		if err := decode(body, &req); err != nil {
 			return nil, err
 		}
+		if !n.callerIsPeer(ctx) {
+			return nil, transport.Errorf(transport.ErrInvalidRequest, "meta_apply is accepted from cluster nodes only")
+		}
 		if !n.isMetaLeader() {
 			return nil, &transport.Error{Code: transport.ErrNotLeader, Message: "not the metadata leader", Leader: n.metaLeaderHint()}
 		}
@@ -169,8 +172,11 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	if err != nil {
 		return nil, err
 	}
+	if err := n.checkFreeSpace(); err != nil {
+		return nil, err
+	}
 	// Reject a bad batch before it enters the Raft log.
-	if _, _, err := fsm.ParseBatch(req.Batch); err != nil {
+	if err := fsm.ValidateProduce(req.Batch); err != nil {
 		return nil, err
 	}
 	timeout := time.Duration(req.TimeoutMs) * time.Millisecond
@@ -205,6 +211,11 @@ func (n *Node) fetch(ctx context.Context, req transport.FetchRequest) (*transpor
 	r, err := n.leaderReplica(req.Topic, req.Partition, req.FromReplica)
 	if err != nil {
 		return nil, err
+	}
+	if !req.FromReplica {
+		if err := n.waitReady(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	if req.Linearizable {
 		// A barrier commits through the current term and applies every
@@ -269,6 +280,12 @@ func (n *Node) offsetCommit(req transport.OffsetCommitRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := fsm.ValidateOffsetCommit(req.Group, req.Metadata); err != nil {
+		return err
+	}
+	if err := n.checkFreeSpace(); err != nil {
+		return err
+	}
 	f := r.raft().Apply(fsm.EncodeOffsetCommit(req.Group, req.Offset, req.Metadata), 10*time.Second)
 	if err := f.Error(); err != nil {
 		addr, _ := r.raft().LeaderWithID()
@@ -314,6 +331,7 @@ func (n *Node) Status() *transport.StatusResponse {
 			AppliedIndex:  r.raft().AppliedIndex(),
 			HighWatermark: r.fsm.HighWatermark(),
 			StartOffset:   r.fsm.StartOffset(),
+			Bytes:         r.fsm.Size(),
 		})
 	}
 	sortPartitionStatus(st.Partitions)

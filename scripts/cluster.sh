@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start, stop or inspect a local 3-node Sluice cluster on 127.0.0.1.
-#   node nN: client port 707N, gossip 794(5+N), HTTP 808N, data $SLUICE_DATA/nN
+#   node nN: client port 707N, gossip 794(5+N), HTTP 808N, Kafka 909(1+N), data $SLUICE_DATA/nN
 #   SLUICE_PORT_OFFSET=K adds K to every port (several clusters on one machine)
-# Usage: scripts/cluster.sh start|stop|status|restart
+# Usage: scripts/cluster.sh start|stop|status|restart [--agent-config FILE [--agent-name NAME]]
+#   --agent-config: every node also runs the agent NAME (default a1) of FILE
+#   in-process (colocated); each node gets SLUICE_NODE=nN in its environment
+#   for ${env:SLUICE_NODE} in the file.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,10 +14,12 @@ DATA=${SLUICE_DATA:-./data}
 NODES=${SLUICE_NODES:-3}
 HOST=127.0.0.1
 OFF=${SLUICE_PORT_OFFSET:-0}
+AGENT_ARGS=()
 
 rpc_port() { echo $((7070 + OFF + $1)); }
 gossip_port() { echo $((7945 + OFF + $1)); }
 http_port() { echo $((8080 + OFF + $1)); }
+kafka_port() { echo $((9091 + OFF + $1)); }
 pidfile() { echo "$DATA/n$1.pid"; }
 servers() {
   local s=""
@@ -40,12 +45,12 @@ start_node() {
     [[ $j == "$i" ]] && continue
     join+="${join:+,}$HOST:$(gossip_port "$j")"
   done
-  "$BIN" node --id "n$i" --data-dir "$DATA/n$i" \
+  SLUICE_NODE="n$i" "$BIN" node --id "n$i" --data-dir "$DATA/n$i" "${AGENT_ARGS[@]}" \
     --addr "$HOST:$(rpc_port "$i")" --gossip-addr "$HOST:$(gossip_port "$i")" \
-    --http-addr "$HOST:$(http_port "$i")" --join "$join" --bootstrap-expect "$NODES" \
+    --http-addr "$HOST:$(http_port "$i")" --kafka-addr "$HOST:$(kafka_port "$i")" --join "$join" --bootstrap-expect "$NODES" \
     >>"$DATA/n$i.log" 2>&1 &
   echo $! >"$(pidfile "$i")"
-  echo "started n$i (pid $!, rpc $HOST:$(rpc_port "$i"), http $HOST:$(http_port "$i"), log $DATA/n$i.log)"
+  echo "started n$i (pid $!, rpc $HOST:$(rpc_port "$i"), http $HOST:$(http_port "$i"), kafka $HOST:$(kafka_port "$i"), log $DATA/n$i.log)"
 }
 
 start() {
@@ -77,12 +82,22 @@ stop() {
 
 status() {
   for i in $(seq 1 "$NODES"); do
-    if running "$i"; then echo "n$i running (pid $(cat "$(pidfile "$i")"))"; else echo "n$i not running"; fi
+    if running "$i"; then echo "n$i running (pid $(cat "$(pidfile "$i")"), kafka $HOST:$(kafka_port "$i"))"; else echo "n$i not running"; fi
   done
   "$BIN" cluster status --server "$(servers)" || true
 }
 
-case "${1:-}" in
+cmd=${1:-}
+shift || true
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --agent-config) AGENT_ARGS+=(--agent-config "$(realpath "$2")"); shift 2 ;;
+    --agent-name) AGENT_ARGS+=(--agent-name "$2"); shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+case "$cmd" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,11 @@ type DialOptions struct {
 	MaxFrameBytes int
 	// Timeout bounds connecting (0: only the context bounds it).
 	Timeout time.Duration
+	// TLS, when set, runs every connection over TLS with this client
+	// configuration (RootCAs: the cluster's CA; Certificates: the client's
+	// own when the nodes require one). ServerName defaults to the dialled
+	// host, so node certificates need the addresses clients use as SANs.
+	TLS *tls.Config
 }
 
 // Conn is one client connection to a node, multiplexing concurrent calls.
@@ -53,6 +59,8 @@ type Conn struct {
 	addr     string
 	maxFrame int
 	nextID   atomic.Uint64
+	// lastUsed is when a call last started or ended (unix nanoseconds).
+	lastUsed atomic.Int64
 	// wlock is a one-slot semaphore serialising frame writes; a channel so
 	// that waiting for it honours the caller's context.
 	wlock chan struct{}
@@ -78,6 +86,17 @@ func DialConn(ctx context.Context, addr string, opts DialOptions) (*Conn, error)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
+	if opts.TLS != nil {
+		tc := tls.Client(nc, clientTLS(opts.TLS, addr))
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("transport: dial %s: TLS handshake: %w: %w", addr, ErrNotSent, err)
+		}
+		nc = tc
+	}
 	_ = nc.SetWriteDeadline(deadline)
 	if _, err := nc.Write([]byte{protoClient}); err != nil {
 		_ = nc.Close()
@@ -97,8 +116,25 @@ func DialConn(ctx context.Context, addr string, opts DialOptions) (*Conn, error)
 		done:     make(chan struct{}),
 		pending:  make(map[uint64]chan Frame),
 	}
+	c.lastUsed.Store(time.Now().UnixNano())
 	go c.readLoop()
 	return c, nil
+}
+
+// clientIdleTimeout is how long a pooled connection may sit unused before
+// the pool replaces it rather than reuse it: well under the server's
+// DefaultIdleTimeout, so the client, not the server, closes idle
+// connections, and a request never meets a connection the server is
+// closing (its outcome would be unknown).
+const clientIdleTimeout = DefaultIdleTimeout / 2
+
+// idle reports whether the connection has no call in progress and has
+// carried none for d.
+func (c *Conn) idle(d time.Duration) bool {
+	c.mu.Lock()
+	busy := len(c.pending) > 0
+	c.mu.Unlock()
+	return !busy && time.Since(time.Unix(0, c.lastUsed.Load())) > d
 }
 
 // Addr returns the address the connection was dialled to.
@@ -132,6 +168,8 @@ func (c *Conn) Call(ctx context.Context, method Method, req, resp any) error {
 	if err != nil {
 		return fmt.Errorf("transport: %s to %s: encode request: %w: %w", method, c.addr, ErrNotSent, err)
 	}
+	c.lastUsed.Store(time.Now().UnixNano())
+	defer func() { c.lastUsed.Store(time.Now().UnixNano()) }()
 	id := c.nextID.Add(1)
 	buf, err := appendFrame(nil, Frame{ID: id, Method: method, Kind: KindRequest, Body: body})
 	if err == nil && len(buf)-4 > c.maxFrame {
@@ -284,6 +322,7 @@ func (c *Conn) readLoop() {
 // concurrent use.
 type Pool struct {
 	opts DialOptions
+	idle time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -300,7 +339,7 @@ type poolSlot struct {
 
 // NewPool returns an empty pool dialling with opts.
 func NewPool(opts DialOptions) *Pool {
-	return &Pool{opts: opts, slots: make(map[string]*poolSlot)}
+	return &Pool{opts: opts, idle: clientIdleTimeout, slots: make(map[string]*poolSlot)}
 }
 
 // Call is Conn.Call on the pool's connection to addr, dialling it if needed.
@@ -337,7 +376,7 @@ func (p *Pool) conn(ctx context.Context, addr string) (c *Conn, fresh bool, err 
 	}
 	p.mu.Unlock()
 
-	if c := s.conn.Load(); c != nil && !c.broken() {
+	if c := s.conn.Load(); c != nil && !c.broken() && !c.idle(p.idle) {
 		return c, false, nil
 	}
 	select {
@@ -347,7 +386,7 @@ func (p *Pool) conn(ctx context.Context, addr string) (c *Conn, fresh bool, err 
 	}
 	defer func() { <-s.dial }()
 	old := s.conn.Load()
-	if old != nil && !old.broken() {
+	if old != nil && !old.broken() && !old.idle(p.idle) {
 		return old, false, nil // another caller redialled meanwhile
 	}
 	if old != nil {

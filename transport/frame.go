@@ -152,14 +152,37 @@ func ReadFrame(r *bufio.Reader, max int) (Frame, error) {
 		}
 		return Frame{}, fmt.Errorf("transport: read frame length: %w", err)
 	}
+	n, err := checkFrameLen(hdr, max)
+	if err != nil {
+		return Frame{}, err
+	}
+	return readFrameBody(r, n)
+}
+
+// readFrameLen reads a frame's length prefix and checks it against max,
+// before anything is allocated for the frame.
+func readFrameLen(r io.Reader, max int) (int, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, fmt.Errorf("transport: read frame length: %w", err)
+	}
+	return checkFrameLen(hdr, max)
+}
+
+func checkFrameLen(hdr [4]byte, max int) (int, error) {
 	n := uint64(binary.BigEndian.Uint32(hdr[:]))
 	if n > uint64(max) {
-		return Frame{}, fmt.Errorf("transport: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+		return 0, fmt.Errorf("transport: %w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
 	if n == 0 {
-		return Frame{}, fmt.Errorf("transport: %w: empty frame", ErrMalformedFrame)
+		return 0, fmt.Errorf("transport: %w: empty frame", ErrMalformedFrame)
 	}
-	buf, err := readN(r, int(n))
+	return int(n), nil
+}
+
+// readFrameBody reads and decodes a frame body of n bytes.
+func readFrameBody(r io.Reader, n int) (Frame, error) {
+	buf, err := readN(r, n)
 	if err != nil {
 		return Frame{}, fmt.Errorf("transport: read frame body: %w", err)
 	}

@@ -178,6 +178,13 @@ func FuzzReadFrame(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// The mux's early peek at id and method agrees with the decode.
+		if len(in) >= 4 {
+			if id, method, err := parseRequestHead(in[4:min(len(in), 4+maxHeadLen)]); err == nil {
+				assert.Equal(t, fr.ID, id)
+				assert.Equal(t, fr.Method, method)
+			}
+		}
 		// Whatever decodes must re-encode to a frame that decodes the same.
 		out, err := appendFrame(nil, fr)
 		require.NoError(t, err)

@@ -65,23 +65,29 @@ const (
 	ErrCorruptBatch      ErrorCode = 12
 	ErrUnavailable       ErrorCode = 13 // retriable: no leader / no controller yet
 	ErrShuttingDown      ErrorCode = 14 // retriable
+	// ErrOutOfOrderSequence: an idempotent batch's sequence does not
+	// continue what the partition knows of its producer (state evicted or
+	// never seen, or a gap). Nothing was appended; the client restarts with
+	// a fresh producer id. Numbered as Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER.
+	ErrOutOfOrderSequence ErrorCode = 45
 )
 
 var codeNames = map[ErrorCode]string{
-	ErrUnknown:           "unknown error",
-	ErrNotLeader:         "not leader",
-	ErrUnknownTopic:      "unknown topic",
-	ErrUnknownPartition:  "unknown partition",
-	ErrInvalidTopic:      "invalid topic",
-	ErrTopicExists:       "topic already exists",
-	ErrOffsetOutOfRange:  "offset out of range",
-	ErrRecordTooLarge:    "record too large",
-	ErrInvalidRequest:    "invalid request",
-	ErrNotEnoughReplicas: "not enough replicas",
-	ErrTimeout:           "timeout",
-	ErrCorruptBatch:      "corrupt batch",
-	ErrUnavailable:       "unavailable",
-	ErrShuttingDown:      "shutting down",
+	ErrUnknown:            "unknown error",
+	ErrNotLeader:          "not leader",
+	ErrUnknownTopic:       "unknown topic",
+	ErrUnknownPartition:   "unknown partition",
+	ErrInvalidTopic:       "invalid topic",
+	ErrTopicExists:        "topic already exists",
+	ErrOffsetOutOfRange:   "offset out of range",
+	ErrRecordTooLarge:     "record too large",
+	ErrInvalidRequest:     "invalid request",
+	ErrNotEnoughReplicas:  "not enough replicas",
+	ErrTimeout:            "timeout",
+	ErrCorruptBatch:       "corrupt batch",
+	ErrUnavailable:        "unavailable",
+	ErrShuttingDown:       "shutting down",
+	ErrOutOfOrderSequence: "out of order sequence",
 }
 
 func (c ErrorCode) String() string {
@@ -255,6 +261,8 @@ type PartitionStatus struct {
 	AppliedIndex  uint64 `msgpack:"applied" json:"applied_index"`
 	HighWatermark int64  `msgpack:"hw" json:"high_watermark"`
 	StartOffset   int64  `msgpack:"start" json:"log_start_offset"`
+	// Bytes is the size of the replica's retained log.
+	Bytes int64 `msgpack:"bytes,omitempty" json:"bytes"`
 }
 
 type StatusResponse struct {

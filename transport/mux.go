@@ -3,12 +3,14 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -54,6 +56,39 @@ type Config struct {
 	MaxFrameBytes int
 	// Logger receives connection-level problems; nil means slog.Default().
 	Logger *slog.Logger
+	// AllowRaft, when set, decides from a connection's remote IP whether it
+	// may talk Raft: connections it refuses are closed after their group
+	// header. Nodes pass a check against the cluster's member addresses.
+	// It is called for every incoming Raft connection, so keep it cheap.
+	AllowRaft func(remote netip.Addr) bool
+	// TLS, when set, makes every accepted connection a TLS server
+	// connection: the handshake comes before the protocol byte. Set
+	// ClientAuth to tls.RequireAndVerifyClientCert for mutual TLS.
+	TLS *tls.Config
+	// Node-wide bounds against flooding; zero values take the defaults.
+	// MaxConns caps open client connections (and accepted connections
+	// that have not yet said what they are); Raft connections of members
+	// do not count. Excess connections are closed at once.
+	MaxConns int
+	// MaxInFlightBytes caps the bytes of requests read and not yet answered
+	// across all connections; a connection whose next request does not fit
+	// waits (and is not read) until others finish.
+	MaxInFlightBytes int64
+	// HeaderTimeout bounds a new connection's TLS handshake and protocol
+	// header; FrameTimeout bounds reading one request once its first byte
+	// arrived; IdleTimeout closes a client connection without requests in
+	// progress that sent nothing for that long.
+	HeaderTimeout, FrameTimeout, IdleTimeout time.Duration
+	// MethodMaxBytes caps the frame size of single methods below
+	// MaxFrameBytes. The cap is checked against the frame's length prefix
+	// and the method in its first bytes, before the frame is read: the
+	// request is answered with an error (ErrRecordTooLarge for produce,
+	// ErrInvalidRequest otherwise) and its bytes skipped unbuffered.
+	MethodMaxBytes map[Method]int
+	// DialTLS, when set, is the client configuration of the Raft
+	// connections this Mux dials (its certificate and the CA that signed
+	// the peers'). ServerName defaults to the dialled host.
+	DialTLS *tls.Config
 }
 
 // Handler serves one client RPC. body is the request's raw msgpack value;
@@ -63,15 +98,33 @@ type Config struct {
 // connection or the Mux closes. The handler may keep body.
 type Handler func(ctx context.Context, method Method, body []byte) (any, error)
 
+// peerKey is the context key of the remote address of a request's connection.
+type peerKey struct{}
+
+// PeerAddr returns the remote address of the connection a Handler's request
+// arrived on, or nil outside a handler.
+func PeerAddr(ctx context.Context) net.Addr {
+	a, _ := ctx.Value(peerKey{}).(net.Addr)
+	return a
+}
+
 // Mux owns a node's single TCP port. It routes each incoming connection by
 // its first byte to a Raft group's stream layer or to the client RPC server.
 type Mux struct {
-	ln        net.Listener
-	maxFrame  int
-	log       *slog.Logger
-	localHost string
-	// headerTimeout is a field so tests can shorten it.
+	ln            net.Listener
+	maxFrame      int
+	log           *slog.Logger
+	localHost     string
+	allowRaft     func(netip.Addr) bool
+	tls           *tls.Config
+	dialTLS       *tls.Config
 	headerTimeout time.Duration
+	frameTimeout  time.Duration
+	idleTimeout   time.Duration
+	maxConns      int
+	methodMax     map[Method]int
+	// inflight holds the bytes of requests read and not yet answered.
+	inflight *byteSem
 
 	// ctx is the parent of every handler's context; Close cancels it.
 	ctx    context.Context
@@ -84,6 +137,13 @@ type Mux struct {
 	// conns holds every open connection (client and Raft, accepted and
 	// dialled), keyed by the raw net.Conn, so Close can close them all.
 	conns map[net.Conn]struct{}
+	// open counts the accepted connections that are not Raft's (client
+	// connections and those still in their header), against maxConns.
+	open int
+	// refused and refusedLog rate-limit the log of connections refused
+	// at the cap.
+	refused    int
+	refusedLog time.Time
 
 	// wg counts per-connection goroutines; Close waits for them.
 	wg sync.WaitGroup
@@ -103,19 +163,48 @@ func Listen(cfg Config) (*Mux, error) {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrameBytes
 	}
+	maxConns := cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	maxInFlight := cfg.MaxInFlightBytes
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultMaxInFlightBytes
+	}
+	methodMax := make(map[Method]int, len(cfg.MethodMaxBytes))
+	for meth, n := range cfg.MethodMaxBytes {
+		if n > 0 && n < maxFrame {
+			methodMax[meth] = n
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{
 		ln:            ln,
 		maxFrame:      maxFrame,
 		log:           log.With("component", "transport", "addr", ln.Addr().String()),
 		localHost:     hostOf(ln.Addr()),
-		headerTimeout: headerTimeout,
+		allowRaft:     cfg.AllowRaft,
+		tls:           cfg.TLS,
+		dialTLS:       cfg.DialTLS,
+		headerTimeout: orDefault(cfg.HeaderTimeout, headerTimeout),
+		frameTimeout:  orDefault(cfg.FrameTimeout, DefaultFrameTimeout),
+		idleTimeout:   orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		maxConns:      maxConns,
+		methodMax:     methodMax,
+		inflight:      newByteSem(maxInFlight),
 		ctx:           ctx,
 		cancel:        cancel,
 		groups:        make(map[string]*RaftLayer),
 		conns:         make(map[net.Conn]struct{}),
 	}
 	return m, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // hostOf returns the IP a listener is bound to, or "" when it listens on
@@ -126,6 +215,15 @@ func hostOf(a net.Addr) string {
 		return ""
 	}
 	return ta.AddrPort().Addr().Unmap().String()
+}
+
+// remoteIP returns the IP a connection comes from.
+func remoteIP(c net.Conn) (netip.Addr, bool) {
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return ta.AddrPort().Addr().Unmap(), true
 }
 
 // Addr returns the address the Mux listens on (with the real port when
@@ -171,6 +269,14 @@ func (m *Mux) Serve(h Handler) error {
 			}
 		}
 		delay = 0
+		if !m.admit() {
+			_ = c.Close()
+			continue
+		}
+		if m.tls != nil {
+			// No I/O yet: handleConn runs the handshake under its deadline.
+			c = tls.Server(c, m.tls)
+		}
 		if !m.track(c, nil) {
 			_ = c.Close()
 			continue
@@ -217,6 +323,22 @@ func (m *Mux) isClosed() bool {
 	return m.closed
 }
 
+// admit reports whether one more connection fits under the cap, and logs
+// refusals (at most once a second, with their count).
+func (m *Mux) admit() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open < m.maxConns {
+		return true
+	}
+	m.refused++
+	if now := time.Now(); now.Sub(m.refusedLog) >= time.Second {
+		m.log.Warn("closing new connections: connection limit reached", "limit", m.maxConns, "refused", m.refused)
+		m.refusedLog, m.refused = now, 0
+	}
+	return false
+}
+
 // track registers an open connection, and with the layer l too when it
 // belongs to a Raft group. It returns false when the Mux (or l) is closed;
 // the caller must then close c itself.
@@ -229,6 +351,8 @@ func (m *Mux) track(c net.Conn, l *RaftLayer) bool {
 	m.conns[c] = struct{}{}
 	if l != nil {
 		l.conns[c] = struct{}{}
+	} else {
+		m.open++
 	}
 	return true
 }
@@ -237,9 +361,14 @@ func (m *Mux) track(c net.Conn, l *RaftLayer) bool {
 func (m *Mux) untrack(c net.Conn, l *RaftLayer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.conns[c]; !ok {
+		return
+	}
 	delete(m.conns, c)
 	if l != nil {
 		delete(l.conns, c)
+	} else {
+		m.open--
 	}
 }
 
@@ -255,6 +384,15 @@ func (m *Mux) handleConn(c net.Conn, h Handler) {
 	log := m.log.With("remote", c.RemoteAddr().String())
 
 	_ = c.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = c.SetWriteDeadline(time.Now().Add(m.headerTimeout))
+		if err := tc.HandshakeContext(m.ctx); err != nil {
+			log.Warn("closing connection: TLS handshake failed", "err", err)
+			m.drop(c)
+			return
+		}
+		_ = c.SetWriteDeadline(time.Time{})
+	}
 	var proto [1]byte
 	if _, err := io.ReadFull(c, proto[:]); err != nil {
 		// Port probes and health checks connect and leave: not worth a warning.
@@ -282,31 +420,28 @@ func (m *Mux) handleConn(c net.Conn, h Handler) {
 // routeRaft reads the group header and hands the connection to the group's
 // RaftLayer. Reads are unbuffered so no Raft bytes are swallowed.
 func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
-	var n [2]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		log.Warn("closing raft connection: reading group header", "err", err)
+	group, err := readRaftGroup(c)
+	if err != nil {
+		log.Warn("closing raft connection: bad group header", "err", err)
 		m.drop(c)
 		return
 	}
-	size := binary.BigEndian.Uint16(n[:])
-	if size == 0 {
-		log.Warn("closing raft connection: empty group name")
-		m.drop(c)
-		return
+	if m.allowRaft != nil {
+		ip, ok := remoteIP(c)
+		if !ok || !m.allowRaft(ip) {
+			log.Warn("closing raft connection: peer is not a cluster member", "group", group)
+			m.drop(c)
+			return
+		}
 	}
-	name := make([]byte, size)
-	if _, err := io.ReadFull(c, name); err != nil {
-		log.Warn("closing raft connection: reading group name", "err", err)
-		m.drop(c)
-		return
-	}
-	group := string(name)
 
 	m.mu.Lock()
 	l := m.groups[group]
 	if l != nil {
 		// Registered layers are open: Close unregisters before closing.
+		// From here the connection is Raft's: it leaves the client cap.
 		l.conns[c] = struct{}{}
+		m.open--
 	}
 	m.mu.Unlock()
 	if l == nil {
@@ -326,11 +461,30 @@ func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
 	}
 }
 
+// readRaftGroup reads the group header that follows protoRaft: a 2-byte
+// big-endian length and the name. It reads exactly those bytes, so the
+// Raft stream that follows is left untouched.
+func readRaftGroup(r io.Reader) (string, error) {
+	var n [2]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return "", fmt.Errorf("reading group header: %w", err)
+	}
+	size := binary.BigEndian.Uint16(n[:])
+	if size == 0 {
+		return "", errors.New("empty group name")
+	}
+	name := make([]byte, size)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return "", fmt.Errorf("reading group name: %w", err)
+	}
+	return string(name), nil
+}
+
 // serveClient runs the client RPC protocol on c until it breaks or the Mux
 // closes: each request runs in its own goroutine, responses are written as
 // they complete (matched to requests by correlation id).
 func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
-	ctx, cancel := context.WithCancel(m.ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(m.ctx, peerKey{}, c.RemoteAddr()))
 	var wg sync.WaitGroup
 	defer func() {
 		// Close first (as in Mux.Close), then cancel the handlers and wait
@@ -345,10 +499,14 @@ func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
 	w := &frameWriter{c: c}
 	slots := make(chan struct{}, maxInFlight)
 	for {
-		f, err := ReadFrame(br, m.maxFrame)
+		f, size, err := m.readRequest(ctx, c, br, w, func() int { return len(slots) })
 		if err != nil {
 			switch {
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			case errors.Is(err, errIdle):
+				log.Info("closing idle client connection", "idle_timeout", m.idleTimeout)
+			case isTimeout(err):
+				log.Warn("closing client connection: frame not completed in time", "frame_timeout", m.frameTimeout)
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, context.Canceled):
 				log.Debug("client connection closed")
 			case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrMalformedFrame):
 				log.Warn("closing client connection: bad frame", "err", err)
@@ -358,21 +516,126 @@ func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
 			return
 		}
 		if f.Kind != KindRequest {
+			m.inflight.release(size)
 			log.Warn("closing client connection: expected a request frame", "kind", f.Kind, "id", f.ID)
 			return
 		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			m.inflight.release(size)
 			return
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
+			defer m.inflight.release(size)
 			m.serveRequest(ctx, c, w, h, f, log)
 		}()
 	}
+}
+
+// errIdle ends a client connection that sent nothing for the idle timeout
+// while none of its requests was in progress.
+var errIdle = errors.New("idle connection")
+
+// readRequest reads the next request frame under the connection deadlines
+// and takes its size from the node-wide in-flight bytes (the caller
+// releases them once the request is answered). busy counts the
+// connection's requests in progress: while there are some, the connection
+// is not idle. Requests over their method's cap are answered
+// with an error and skipped here, without buffering them.
+func (m *Mux) readRequest(ctx context.Context, c net.Conn, br *bufio.Reader, w *frameWriter, busy func() int) (Frame, int64, error) {
+	for {
+		// Idle: wait for the first byte of the next frame.
+		_ = c.SetReadDeadline(time.Now().Add(m.idleTimeout))
+		if _, err := br.Peek(1); err != nil {
+			if isTimeout(err) {
+				if busy() > 0 {
+					continue
+				}
+				return Frame{}, 0, errIdle
+			}
+			if err == io.EOF {
+				return Frame{}, 0, io.EOF
+			}
+			return Frame{}, 0, fmt.Errorf("transport: read frame length: %w", err)
+		}
+		// A frame has begun: it must be complete within the frame timeout.
+		_ = c.SetReadDeadline(time.Now().Add(m.frameTimeout))
+		n, err := readFrameLen(br, m.maxFrame)
+		if err != nil {
+			return Frame{}, 0, noEOF(err)
+		}
+		if refused, err := m.overMethodLimit(br, n); err != nil {
+			return Frame{}, 0, noEOF(err)
+		} else if refused != nil {
+			if err := w.write(refused); err != nil {
+				return Frame{}, 0, fmt.Errorf("transport: write refusal: %w", err)
+			}
+			if _, err := br.Discard(n); err != nil {
+				return Frame{}, 0, noEOF(err)
+			}
+			continue
+		}
+		// Wait for room before buffering the body; the connection is not
+		// read meanwhile, which pushes back on the client through TCP.
+		if err := m.inflight.acquire(ctx, int64(n)); err != nil {
+			return Frame{}, 0, err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(m.frameTimeout))
+		f, err := readFrameBody(br, n)
+		if err != nil {
+			m.inflight.release(int64(n))
+			return Frame{}, 0, err
+		}
+		return f, int64(n), nil
+	}
+}
+
+// overMethodLimit peeks at the envelope of a frame of n bytes and, when
+// its method has a cap below n, returns the encoded error reply.
+func (m *Mux) overMethodLimit(br *bufio.Reader, n int) ([]byte, error) {
+	if len(m.methodMax) == 0 {
+		return nil, nil
+	}
+	var (
+		id     uint64
+		method Method
+		err    error
+	)
+	for k := 1; ; k++ {
+		if k > n || k > maxHeadLen {
+			return nil, nil // malformed: the full decode explains it
+		}
+		var head []byte
+		if head, err = br.Peek(k); err != nil {
+			return nil, err
+		}
+		id, method, err = parseRequestHead(head)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errNeedMore) {
+			return nil, nil
+		}
+	}
+	limit, ok := m.methodMax[method]
+	if !ok || n <= limit {
+		return nil, nil
+	}
+	code := ErrInvalidRequest
+	if method == MethodProduce {
+		code = ErrRecordTooLarge
+	}
+	buf, err := appendFrame(nil, Frame{ID: id, Method: method, Kind: KindResponse,
+		Err: Errorf(code, "%s request of %d bytes exceeds the %d-byte limit", method, n, limit)})
+	if err != nil {
+		return nil, err
+	}
+	m.log.Debug("refusing oversized request unread", "method", method, "bytes", n, "limit", limit)
+	return buf, nil
 }
 
 // serveRequest runs the handler for one request and writes its response.

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -118,11 +120,26 @@ func (l *RaftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	if err != nil {
 		return nil, fmt.Errorf("transport: raft group %q: dial %s: %w", l.group, address, err)
 	}
+	if l.m.dialTLS != nil {
+		c = tls.Client(c, clientTLS(l.m.dialTLS, string(address)))
+	}
 	if !l.m.track(c, l) {
 		_ = c.Close()
 		return nil, fmt.Errorf("transport: raft group %q: dial %s: %w", l.group, address, net.ErrClosed)
 	}
 	tc := l.wrap(c)
+	if t, ok := c.(*tls.Conn); ok {
+		ctx, cancel := l.m.ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		err := t.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = tc.Close()
+			return nil, fmt.Errorf("transport: raft group %q: TLS handshake with %s: %w", l.group, address, err)
+		}
+	}
 
 	hdr := make([]byte, 0, 3+len(l.group))
 	hdr = append(hdr, protoRaft)

@@ -1,6 +1,9 @@
 package flow
 
-import "log/slog"
+import (
+	"crypto/tls"
+	"log/slog"
+)
 
 // Deps is what the agent runtime gives every component it builds.
 type Deps struct {
@@ -14,6 +17,9 @@ type Deps struct {
 	// position file, file channel directories) when the properties do not
 	// say otherwise.
 	DataDir string
+	// TLS, when set, is the client TLS configuration for connections to
+	// the cluster (nodes started with --tls-*).
+	TLS *tls.Config
 }
 
 // Builders turn one component's properties into a component. Each

@@ -111,3 +111,10 @@ type SinkProcessor interface {
 	Lifecycle
 	Process(ctx context.Context) (Status, error)
 }
+
+// Notifier is implemented by channels that can wake an idle sink runner:
+// the returned channel is closed at the next commit that adds events.
+// The runner then need not sleep out its whole Flume backoff.
+type Notifier interface {
+	Notify() <-chan struct{}
+}

@@ -67,6 +67,7 @@ var Families = map[string][]string{
 	"restart":    {RestartAll},
 	"combo":      {Combo},
 	"power-loss": {PowerLoss, PowerLossAll},
+	"lifecycle":  {TopicLifecycle}, // not in AllKinds (not in "all") until it has run reliably
 }
 
 // AllKinds lists every fault kind.
@@ -156,6 +157,8 @@ type Env struct {
 	Power PowerCutter
 	Rng   *rand.Rand
 	mu    *sync.Mutex // guards Rng, shared by concurrent users of an Env
+	Admin TopicAdmin  // topic-lifecycle only; nil otherwise
+	life  *lifecycleState
 }
 
 func (e Env) intn(n int) int {
@@ -197,6 +200,8 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return &partitionFault{kind: kind, env: env}, nil
 	case Combo:
 		return newCombo(env)
+	case TopicLifecycle:
+		return newLifecycle(env)
 	}
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }

@@ -14,7 +14,7 @@ import (
 
 // NewEnv makes an Env whose random source is safe to share.
 func NewEnv(target Target, net Network, seed int64) Env {
-	return Env{Target: target, Net: net, Rng: rand.New(rand.NewSource(seed)), mu: &sync.Mutex{}}
+	return Env{Target: target, Net: net, Rng: rand.New(rand.NewSource(seed)), mu: &sync.Mutex{}, life: &lifecycleState{}}
 }
 
 // Window is one planned fault: injected at Start, healed at End (offsets

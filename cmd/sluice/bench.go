@@ -17,7 +17,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks against a running cluster"}
-	cmd.AddCommand(newBenchProduceCmd())
+	cmd.AddCommand(newBenchProduceCmd(), newBenchAgentCmd())
 	return cmd
 }
 

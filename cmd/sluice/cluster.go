@@ -1,10 +1,16 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,6 +68,12 @@ func newClusterStatusCmd() *cobra.Command {
 				return a.Partition < b.Partition
 			})
 			if asJSON {
+				// The status page's JSON (/v1/cluster, with every replica's
+				// lag) when the answering node serves HTTP; else the view
+				// built from RPCs above.
+				if view, err := fetchClusterView(cmd.Context(), st); err == nil {
+					return printJSON(cmd.OutOrStdout(), view)
+				}
 				return printJSON(cmd.OutOrStdout(), out)
 			}
 			w := cmd.OutOrStdout()
@@ -85,6 +97,39 @@ func newClusterStatusCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// fetchClusterView reads GET /v1/cluster from the HTTP address the
+// answering node advertises.
+func fetchClusterView(ctx context.Context, st *transport.StatusResponse) (json.RawMessage, error) {
+	var httpAddr string
+	for _, m := range st.Members {
+		if m.ID == st.Node {
+			httpAddr = m.HTTPAddr
+		}
+	}
+	if httpAddr == "" {
+		return nil, errors.New("the node serves no HTTP")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/v1/cluster", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
+	}
+	var raw json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("GET /v1/cluster: %w", err)
+	}
+	return raw, nil
 }
 
 func orNone(s string) string {

@@ -14,12 +14,12 @@ import (
 
 func newConsumeCmd() *cobra.Command {
 	var (
-		fromBeginning, end, asJSON, printKey bool
-		offset                               int64
-		partition                            int32
-		group                                string
-		maxRecords                           int
-		wait                                 time.Duration
+		fromBeginning, end, asJSON, printKey, headers bool
+		offset                                        int64
+		partition                                     int32
+		group                                         string
+		maxRecords                                    int
+		wait                                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:         "consume TOPIC",
@@ -70,6 +70,10 @@ commits what it printed. --end exits once every partition's end is reached.`,
 					if asJSON {
 						enc.Encode(jsonRecord(r))
 					} else {
+						if headers {
+							writeHeaders(out, r.Headers)
+							out.WriteByte('\t')
+						}
 						if printKey {
 							out.Write(r.Key)
 							out.WriteByte('\t')
@@ -104,6 +108,7 @@ commits what it printed. --end exits once every partition's end is reached.`,
 	f.BoolVar(&end, "end", false, "exit once the end of every partition is reached (like kcat -e)")
 	f.BoolVar(&asJSON, "json", false, "print each record as a JSON object")
 	f.BoolVar(&printKey, "print-key", false, "print key<TAB>value")
+	f.BoolVar(&headers, "headers", false, "print the record headers as {k=v, ...}<TAB> before the value (agents store event headers there)")
 	f.DurationVar(&wait, "wait", 500*time.Millisecond, "long-poll wait per fetch")
 	return cmd
 }
@@ -137,4 +142,18 @@ func jsonRecord(r client.Record) recordJSON {
 		j.Headers[h.Key] = string(h.Value)
 	}
 	return j
+}
+
+// writeHeaders prints headers as {k=v, k=v}, in record order.
+func writeHeaders(w *bufio.Writer, hs []client.Header) {
+	w.WriteByte('{')
+	for i, h := range hs {
+		if i > 0 {
+			w.WriteString(", ")
+		}
+		w.WriteString(h.Key)
+		w.WriteByte('=')
+		w.Write(h.Value)
+	}
+	w.WriteByte('}')
 }

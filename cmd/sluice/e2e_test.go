@@ -184,7 +184,9 @@ func TestCLIAndKillLeader(t *testing.T) {
 		seen[l] = true
 	}
 	require.Contains(t, c.run("topic", "describe", "orders", "--json"), `"high_watermark"`)
-	require.Contains(t, c.run("cluster", "status", "--json"), `"metadata_leader"`)
+	status := c.run("cluster", "status", "--json")
+	require.Contains(t, status, `"metadata_leader"`)
+	require.Contains(t, status, `"replica_status"`, "cluster status --json is the status page's view, with every replica's lag")
 
 	// Concurrent producers while the leader of a partition is killed -9.
 	cl, err := client.New(client.Config{Servers: c.rpc, RequestTimeout: 3 * time.Second})

@@ -51,6 +51,7 @@ func newRootCmd() *cobra.Command {
 	// the CLI keeps working after scripts/kill-leader.sh kills n1.
 	root.PersistentFlags().String("server", envOr("SLUICE_SERVER", "127.0.0.1:7071,127.0.0.1:7072,127.0.0.1:7073"), "RPC addresses of nodes to try, comma-separated (env SLUICE_SERVER)")
 	root.PersistentFlags().Duration("timeout", 30*time.Second, "give up an admin command after this long (produce, consume and node run until done)")
+	addClientTLSFlags(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if cmd.Annotations[annotationLongRunning] != "" {
 			return nil
@@ -71,6 +72,7 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(),
 		newBenchCmd(),
 		newChaosCmd(),
+		newAgentCmd(),
 	)
 	return root
 }

@@ -1,0 +1,138 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/sluice-io/sluice/group"
+	"github.com/sluice-io/sluice/kafka"
+)
+
+// kafkaState is the node's Kafka listener and the group coordinator it
+// serves (active only while this node leads the metadata group).
+type kafkaState struct {
+	server *kafka.Server
+	groups *group.Coordinator
+}
+
+// listenKafka binds the Kafka listener before gossip starts, so the
+// advertised address (the bound one unless --kafka-advertised-addr says
+// otherwise) goes into this node's gossip metadata.
+func (n *Node) listenKafka() error {
+	if n.cfg.KafkaAddr == "" {
+		return nil
+	}
+	groups := group.New(group.Config{
+		Logger:                n.logger,
+		InitialRebalanceDelay: n.cfg.KafkaInitialRebalanceDelay,
+	})
+	srv, err := kafka.Listen(kafka.Config{
+		Addr:          n.cfg.KafkaAddr,
+		Cluster:       &kafkaCluster{n: n},
+		Groups:        groups,
+		MaxBatchBytes: n.cfg.MaxBatchBytes,
+		MaxFrameBytes: max(n.cfg.MaxFrameBytes, kafka.DefaultMaxFrameBytes),
+		Logger:        n.logger,
+	})
+	if err != nil {
+		groups.Close()
+		return err
+	}
+	if n.cfg.KafkaAdvertisedAddr == "" {
+		n.cfg.KafkaAdvertisedAddr = srv.Addr().String()
+	}
+	n.kafka = &kafkaState{server: srv, groups: groups}
+	return nil
+}
+
+// serveKafka runs the listener and the loop that drops group state when
+// this node stops being the coordinator.
+func (n *Node) serveKafka() {
+	if n.kafka == nil {
+		return
+	}
+	n.goLoop("kafka", func() {
+		if err := n.kafka.server.Serve(); err != nil && n.ctx.Err() == nil {
+			n.logger.Error("kafka listener stopped", "err", err)
+		}
+	})
+	n.goLoop("kafka-coordinator", func() {
+		wasLeader := false
+		for n.sleep(200 * time.Millisecond) {
+			leader := n.isMetaLeader()
+			if wasLeader && !leader {
+				n.logger.Info("no longer the metadata leader: dropping consumer-group membership")
+				n.kafka.groups.Reset()
+			}
+			wasLeader = leader
+		}
+	})
+	n.logger.Info("kafka listener started", "addr", n.kafka.server.Addr().String(), "advertised", n.cfg.KafkaAdvertisedAddr)
+}
+
+func (n *Node) closeKafka() error {
+	if n.kafka == nil {
+		return nil
+	}
+	err := n.kafka.server.Close()
+	n.kafka.groups.Close()
+	return err
+}
+
+// KafkaAddr is the bound Kafka listener address, or "".
+func (n *Node) KafkaAddr() string {
+	if n.kafka == nil {
+		return ""
+	}
+	return n.kafka.server.Addr().String()
+}
+
+// kafkaBrokerID maps a node id to Kafka's int32 broker id: the number at
+// the end of the id when there is one (n1 -> 1, as scripts/cluster.sh
+// names nodes), else a hash. Every node computes the same mapping.
+func kafkaBrokerID(id string) int32 {
+	i := len(id)
+	for i > 0 && id[i-1] >= '0' && id[i-1] <= '9' {
+		i--
+	}
+	if i < len(id) && len(id)-i <= 9 {
+		if v, err := strconv.Atoi(id[i:]); err == nil {
+			return int32(v)
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int32(h.Sum32()&0x3fffffff) + 1_000_000_000
+}
+
+func splitKafkaAddr(addr string) (string, int32, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return "", 0, false
+	}
+	return host, int32(p), true
+}
+
+// newProducerID draws a random non-negative 63-bit id, as the native
+// client does for its producer streams: both draw from the same space the
+// partition FSM deduplicates by, so ids are unique in the cluster with
+// overwhelming probability and need no coordination.
+func newProducerID() (int64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("producer id: %w", err)
+	}
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1), nil
+}
+
+var errNoKafkaCoordinator = errors.New("no metadata leader with a Kafka listener")
