@@ -43,7 +43,7 @@ func SelfTestCases() []SelfTestCase {
 	}
 }
 
-// SelfTestCase returns the case of that name.
+// SelfTestCaseNamed returns the case of that name.
 func SelfTestCaseNamed(name string) (SelfTestCase, error) {
 	var names []string
 	for _, c := range SelfTestCases() {
