@@ -6,7 +6,7 @@ PKGS    := ./...
 # Go test timeout for the whole suite (the short chaos run included).
 TEST_TIMEOUT ?= 18m
 
-.PHONY: all build image test unit chaos chaos-short bench fuzz fuzz-short lint deps cluster stop status clean
+.PHONY: all build image test unit chaos chaos-short chaos-selftest bench fuzz fuzz-short lint deps cluster stop status clean
 
 all: build
 
@@ -50,6 +50,12 @@ status:
 
 chaos: deps build
 	scripts/chaos.sh
+
+# chaos-selftest builds sluice with -tags failpoints and runs the suite once
+# clean (must pass) and once per failpoint under the nemeses that expose it
+# (each must be caught with its anomaly class).
+chaos-selftest: deps
+	SLUICE_SELFTEST_FULL=1 $(GO) test -race -count=1 -timeout 40m -run '^TestSelfTest$$' -v ./chaos/
 
 # Three runs each: report medians, the machines are shared and noisy.
 bench: build

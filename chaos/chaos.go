@@ -61,6 +61,10 @@ type Options struct {
 	// Interval between a fault and its heal, and between a heal and the next
 	// fault [10s].
 	Interval time.Duration
+	// Faults, when positive, makes the run a soak of that many fault/heal
+	// cycles: TimeLimit becomes (2 × Faults + 1) × Interval. (The history is
+	// still checked as one, not in windows.)
+	Faults int
 	// Rate is the target number of sends per second [100].
 	Rate float64
 	// Topic [chaos], Partitions [4], ReplicationFactor [min(3, Nodes)] and
@@ -146,6 +150,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Second
+	}
+	if o.Faults > 0 {
+		o.TimeLimit = time.Duration(2*o.Faults+1) * o.Interval
 	}
 	if o.Rate <= 0 {
 		o.Rate = 100
@@ -446,6 +453,7 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	wl, err := workload.New(workload.Config{
 		Topic: opts.Topic, Partitions: opts.Partitions, Producers: opts.Producers, Rate: opts.Rate,
 		OpTimeout: opts.OpTimeout, Seed: opts.Seed, Open: open, Unknown: client.IsUnknownOutcome,
+		Gone:     func(err error) bool { return transport.CodeOf(err) == transport.ErrUnknownTopic },
 		Recorder: r.rec, Logger: r.logger,
 	})
 	if err != nil {
@@ -669,6 +677,18 @@ func (r *Results) Summary() string {
 	fmt.Fprintf(&b, "  %d nodes, %s of faults (%s) + %s recovery, %d faults injected\n",
 		r.Options.Nodes, r.Options.TimeLimit, strings.Join(r.Kinds, ","), r.Options.Recovery, len(r.Faults))
 	fmt.Fprintf(&b, "  nodes run as %s\n", r.runtime())
+	if len(r.Faults) > 0 {
+		perKind := map[string]int{}
+		for _, f := range r.Faults {
+			perKind[f.Fault]++
+		}
+		kinds := make([]string, 0, len(perKind))
+		for k, n := range perKind {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(&b, "  faults per kind: %s\n", strings.Join(kinds, " "))
+	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "  SKIPPED faults (not tested, not passed): %s\n", strings.Join(r.Skipped, ", "))
 	}

@@ -90,6 +90,10 @@ func TestOptionsDefaults(t *testing.T) {
 	require.Equal(t, []string{"partition", "kill", "pause"}, o.Nemeses)
 	require.NotZero(t, o.Seed)
 
+	o = Options{Binary: "x", Faults: 3, Interval: time.Second}
+	require.NoError(t, o.defaults())
+	require.Equal(t, 7*time.Second, o.TimeLimit)
+
 	o = Options{Binary: "x", Nodes: 1}
 	require.NoError(t, o.defaults())
 	require.Equal(t, 1, o.ReplicationFactor)

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluice-io/sluice/internal/failpoint"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -307,6 +308,9 @@ func (p *Partition) Apply(l *raft.Log) any {
 		if err := msgpack.Unmarshal(l.Data[1:], &c); err != nil {
 			return transport.Errorf(transport.ErrInvalidRequest, "decode offset commit: %v", err)
 		}
+		if failpoint.Enabled(failpoint.ForgetGroupOffset) && failpoint.Starting() {
+			return nil
+		}
 		if err := p.commitOffset(c); err != nil {
 			return err
 		}
@@ -341,7 +345,7 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 		p.advanceClockLocked(at)
 		p.mu.Unlock()
 	}
-	if info.producerID >= 0 {
+	if info.producerID >= 0 && !failpoint.Enabled(failpoint.SkipIdempotence) {
 		dup, err := p.producers.check(info)
 		if err != nil {
 			return err
@@ -379,6 +383,9 @@ func (p *Partition) applyAppend(l *raft.Log, batch []byte, at int64) any {
 		}
 		base = b
 	} else {
+		if failpoint.Enabled(failpoint.DropAppliedBatch) && l.Index%failpoint.DropEvery == 0 {
+			return &AppendResult{BaseOffset: lg.NextOffset(), LastOffset: lg.NextOffset() + int64(info.count) - 1}
+		}
 		base, err = lg.appendChecked(batch, info, l.Index, int32(l.Term))
 		if err != nil {
 			err = fmt.Errorf("append raft entry %d: %w", l.Index, err)

@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/sluice-io/sluice/internal/failpoint"
 )
 
 // raftGroup is one hashicorp/raft instance with its stores and transport.
@@ -41,7 +43,7 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	}
 	// raft-boltdb fsyncs every StoreLogs call: an entry is durable before
 	// this node counts toward its commit.
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.dir, "raft.db")})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.dir, "raft.db"), NoSync: failpoint.Enabled(failpoint.SkipRaftFsync)})
 	if err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
 	}

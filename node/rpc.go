@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluice-io/sluice/fsm"
+	"github.com/sluice-io/sluice/internal/failpoint"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -185,6 +186,9 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
+	if failpoint.Enabled(failpoint.AckBeforeCommit) {
+		return ackBeforeCommit(r, req.Batch, timeout)
+	}
 	f := r.raft().Apply(fsm.EncodeAppend(req.Batch), timeout)
 	if err := f.Error(); err != nil {
 		addr, _ := r.raft().LeaderWithID()
@@ -249,6 +253,9 @@ func (n *Node) fetch(ctx context.Context, req transport.FetchRequest) (*transpor
 	batches, err := r.fsm.Read(offset, maxBytes, int(req.MaxRecords))
 	if err != nil {
 		return nil, err
+	}
+	if failpoint.Enabled(failpoint.ServeBeyondCommit) {
+		batches = beyondCommit(r, offset, batches)
 	}
 	size := 0
 	for _, b := range batches {

@@ -175,6 +175,7 @@ func (f *FS) Mount() error {
 		return fmt.Errorf("lazyfs: %w", err)
 	}
 	lr.Dev = uint64(st.Dev)
+	//lint:ignore SA1019 NewNode gives every node the FS pointer with less code than NodeWrapChilder
 	lr.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
 		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, lfs: f}
 	}

@@ -81,7 +81,11 @@ type Config struct {
 	// Open returns a fresh client.
 	Open func() (Store, error)
 	// Unknown tells errors after which a write may have taken effect.
-	Unknown  func(error) bool
+	Unknown func(error) bool
+	// Gone tells errors by which the store answers that the topic does
+	// not exist: a final read then counts as a read of an empty log (every
+	// acknowledged record is lost), not as a failed read.
+	Gone     func(error) bool
 	Recorder *history.Recorder
 	Logger   *slog.Logger
 }
@@ -424,6 +428,15 @@ func (w *Workload) FinalReads(ctx context.Context, catchUp time.Duration) error 
 		octx, cancel := w.opCtx(ctx)
 		replicas, err = wk.store.Replicas(octx, cfg.Topic)
 		cancel()
+		if err != nil && cfg.Gone != nil && cfg.Gone(err) {
+			w.logger.Error("final reads: the store says the topic does not exist", "topic", cfg.Topic, "err", err)
+			for p := 0; p < cfg.Partitions; p++ {
+				now := w.rec.Now()
+				w.rec.Add(history.Op{Process: wk.proc, F: history.FFinalRead, Type: history.OK, Invoke: now, Complete: now,
+					Topic: cfg.Topic, Partition: int32(p), Linearizable: true, Error: "topic does not exist: " + err.Error()})
+			}
+			return nil
+		}
 		if err != nil {
 			replicas = nil
 			if !pause(ctx, 500*time.Millisecond) {

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-io/sluice/chaos"
 	"github.com/sluice-io/sluice/chaos/checker"
 	"github.com/sluice-io/sluice/chaos/nemesis"
+	"github.com/sluice-io/sluice/internal/failpoint"
 )
 
 // Exit statuses of `sluice chaos` beyond 0 (pass) and 1 (harness error).
@@ -22,7 +23,7 @@ const (
 
 func newChaosCmd() *cobra.Command {
 	var opts chaos.Options
-	var nemeses string
+	var nemeses, failpoints, failpointNode string
 	cmd := &cobra.Command{
 		Use:         "chaos",
 		Annotations: longRunning,
@@ -73,6 +74,13 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 				}
 				opts.Binary = exe
 			}
+			if failpoints != "" {
+				key := "*"
+				if failpointNode != "" {
+					key = failpointNode
+				}
+				opts.NodeEnv = map[string][]string{key: {failpoint.EnvVar + "=" + failpoints}}
+			}
 			opts.Nemeses = splitList(nemeses)
 			if opts.Nemeses == nil {
 				opts.Nemeses = []string{"none"}
@@ -113,6 +121,9 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 	f.Int64Var(&opts.Seed, "seed", 0, "random seed of the fault choices (default: time-based)")
 	f.IntVar(&opts.BaseHost, "base-host", 11, "node i listens on 127.0.0.(BASE+i-1) (process mode)")
 	f.BoolVar(&opts.KeepData, "keep-data", false, "keep the nodes' data directories of a passing run")
+	f.IntVar(&opts.Faults, "faults", 0, "soak: run this many fault/heal cycles (sets --time-limit to (2×N+1)×interval)")
+	f.StringVar(&failpoints, "failpoints", "", "failpoints to switch on in the nodes (a -tags failpoints --binary): "+strings.Join(failpoint.Names, ", "))
+	f.StringVar(&failpointNode, "failpoint-node", "", "switch the failpoints on in this node only (n1, n2, ...; default every node)")
 	f.BoolVar(&opts.TornWrites, "torn-writes", false, "power loss keeps a random prefix of each file's last unsynced write")
 	f.BoolVar(&opts.StrictDirs, "strict-dirs", false, "power loss keeps only directory entries whose directory was fsynced (default: any fsync commits them, as ext4)")
 	f.BoolVar(&opts.Docker, "docker", false, "run the nodes as Docker containers (image FROM scratch, network of the run's own) instead of processes")
