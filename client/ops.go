@@ -17,3 +17,16 @@ func (c *Client) RebalanceLeaders(ctx context.Context) (*transport.RebalanceLead
 	}
 	return &resp, nil
 }
+
+// AlterPartitions raises a topic's partition count to n. The cluster
+// refuses a decrease. Records with a key are routed by hash modulo the
+// count, so after a raise many keys map to another partition than before
+// (as in Kafka): per-key order holds only among records produced after it.
+func (c *Client) AlterPartitions(ctx context.Context, topic string, n int) error {
+	_, err := c.callAny(ctx, transport.MethodAlterPartitions, &transport.AlterPartitionsRequest{Name: topic, Partitions: n}, &transport.Empty{})
+	c.forget(topic)
+	if err != nil {
+		return fmt.Errorf("alter topic %q: %w", topic, err)
+	}
+	return nil
+}

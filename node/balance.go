@@ -271,6 +271,12 @@ func (n *Node) dispatchOps(ctx context.Context, method transport.Method, body []
 			return nil, transport.Errorf(transport.ErrInvalidRequest, "transfer_leadership is accepted from cluster nodes only")
 		}
 		return transport.Empty{}, n.transferLeadership(req)
+	case transport.MethodAlterPartitions:
+		var req transport.AlterPartitionsRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return transport.Empty{}, n.alterPartitions(ctx, req)
 	}
 	return nil, transport.Errorf(transport.ErrInvalidRequest, "unknown method %d", uint8(method))
 }
