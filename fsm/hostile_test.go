@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"path/filepath"
 	"testing"
@@ -163,4 +164,23 @@ func TestReplayOfDamagedEntryFailsLoudly(t *testing.T) {
 	require.ErrorIs(t, err, ErrDamagedRaftEntry)
 	require.ErrorIs(t, q.Err(), ErrDamagedRaftEntry)
 	require.NotErrorIs(t, q.Err(), ErrCorruptLog, "rebuilding the segments from a damaged Raft log would lose the batch")
+}
+
+// Damage inside a sealed segment whose index is consistent passes open;
+// the background scrub finds it and stops the partition.
+func TestScrubFindsDamageInSealedSegment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "p")
+	p := newTestPartition(t, dir, 300)
+	for i := range 10 {
+		mustAppend(t, p, uint64(i+1), 1, plainBatch(t, 2))
+	}
+	require.Greater(t, len(p.currentLog().segs), 2)
+	require.NoError(t, p.Close())
+	segs := segmentFiles(t, dir, logSuffix)
+	flipByteAt(t, segs[0], 40)
+
+	q := newTestPartition(t, dir, 300)
+	require.Eventually(t, func() bool { return errors.Is(q.Err(), ErrCorruptLog) }, 10*time.Second, 10*time.Millisecond)
+	_, err := q.Read(0, 1<<20, 0)
+	requireCode(t, err, transport.ErrCorruptBatch)
 }

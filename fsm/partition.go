@@ -69,6 +69,9 @@ type PartitionConfig struct {
 	// commit, measured by the timestamps of Raft commands (default
 	// DefaultOffsetsRetention; < 0 keeps them forever).
 	OffsetsRetention time.Duration
+	// SkipScrub disables the background check of every sealed segment's
+	// CRCs after open.
+	SkipScrub bool
 	// MaxTimestampAhead refuses batches whose max timestamp is further
 	// ahead of the proposing leader's clock (carried in the command), so a
 	// client clock cannot pin segments against age retention (default
@@ -163,6 +166,11 @@ type Partition struct {
 
 	chMu    sync.Mutex
 	changed chan struct{}
+
+	// The background scrub of sealed segments (scrub.go).
+	stopScrub chan struct{}
+	scrubDone chan struct{}
+	closeOnce sync.Once
 }
 
 // NewPartition opens the partition's log, finishing or rolling back a
@@ -212,8 +220,15 @@ func NewPartition(cfg PartitionConfig) (*Partition, error) {
 		producers: newProducerTable(cfg.MaxProducers),
 		changed:   make(chan struct{}),
 		maxHeader: maxSnapshotHeaderBytes,
+		stopScrub: make(chan struct{}),
+		scrubDone: make(chan struct{}),
 	}
 	p.applied.Store(l.LastRaftIndex())
+	if cfg.SkipScrub {
+		close(p.scrubDone)
+	} else {
+		p.startScrub()
+	}
 	return p, nil
 }
 
@@ -431,6 +446,8 @@ func (p *Partition) ApplyRetention() error {
 
 // Close closes the log and wakes long-polling readers.
 func (p *Partition) Close() error {
+	p.closeOnce.Do(func() { close(p.stopScrub) })
+	<-p.scrubDone
 	p.logMu.Lock()
 	err := p.log.Close()
 	p.logMu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluice-io/sluice/client"
+	"github.com/sluice-io/sluice/fsm"
 )
 
 // Issue #7: bytes flipped in a sealed segment of one replica while its
@@ -55,7 +56,24 @@ func TestCorruptSealedSegmentIsRebuilt(t *testing.T) {
 		requireSamePrefix(t, leaderRecs, recs)
 		return len(recs) == len(leaderRecs)
 	}, 60*time.Second, 200*time.Millisecond, "damaged replica was not rebuilt")
-	_, err = os.Stat(filepath.Join(filepath.Dir(filepath.Dir(segs[0])), corruptLogName))
+}
+
+// A log that fails to open as corrupt is moved aside and replaced by an
+// empty one, for Raft to refill.
+func TestOpenPartitionFSMMovesCorruptLogAside(t *testing.T) {
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "log")
+	cfg := fsm.PartitionConfig{Log: fsm.LogConfig{Dir: logDir}, Logger: testLogger(t)}
+	p, err := fsm.NewPartition(cfg)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	require.NoError(t, os.WriteFile(filepath.Join(logDir, "state"), []byte("garbage"), 0o644))
+
+	n := &Node{logger: testLogger(t)}
+	p, err = n.openPartitionFSM(dir, cfg)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	_, err = os.Stat(filepath.Join(dir, corruptLogName, "state"))
 	require.NoError(t, err, "the damaged log is kept aside")
 }
 

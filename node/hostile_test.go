@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,4 +58,13 @@ func TestHostileProduceKeepsNodeServing(t *testing.T) {
 	recs := readAll(t, cl, "n1", "h", 0)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "still serving", string(recs[0].Value))
+
+	// Offset commits are bounded before they reach the Raft log.
+	err = cl.CommitOffset(ctx, strings.Repeat("g", 256), "h", 0, 1)
+	assert.Equal(t, transport.ErrInvalidRequest, transport.CodeOf(err), "%v", err)
+	var empty transport.Empty
+	err = c.nodes[0].pool.Call(ctx, c.nodes[0].Addr(), transport.MethodOffsetCommit,
+		transport.OffsetCommitRequest{Group: "g", Topic: "h", Partition: 0, Offset: 1, Metadata: strings.Repeat("m", 4097)}, &empty)
+	assert.Equal(t, transport.ErrRecordTooLarge, transport.CodeOf(err), "%v", err)
+	require.NoError(t, cl.CommitOffset(ctx, strings.Repeat("g", 255), "h", 0, 1))
 }

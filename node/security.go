@@ -23,7 +23,9 @@ import (
 // cannot cut Raft traffic between nodes the cluster already admitted. On a
 // single-host cluster every node is 127.0.0.1 and so is every local
 // process: the check then only keeps other machines out, and mutual TLS
-// (--tls-cert/--tls-key/--tls-ca) is the real protection.
+// (--tls-cert/--tls-key/--tls-ca) is the real protection: with it, Raft and
+// node-to-node RPCs also need a node certificate (valid for server auth),
+// which client certificates are not.
 
 // isPeerHost reports whether ip belongs to this node, a gossip member or a
 // registered broker.
@@ -52,7 +54,7 @@ func (n *Node) isPeerHost(ip netip.Addr) bool {
 // from a peer's address.
 func (n *Node) callerIsPeer(ctx context.Context) bool {
 	a, ok := transport.PeerAddr(ctx).(*net.TCPAddr)
-	return ok && n.isPeerHost(a.AddrPort().Addr())
+	return ok && transport.PeerMayBeNode(ctx) && n.isPeerHost(a.AddrPort().Addr())
 }
 
 // hostIP returns the IP of a host:port address, or the zero Addr when the

@@ -152,6 +152,14 @@ func TestTLSCluster(t *testing.T) {
 	assert.True(t, errors.Is(err, transport.ErrNotSent) || errors.Is(err, transport.ErrNoReply), "%v", err)
 	require.Error(t, refused(nil), "a plaintext client was served")
 
+	// A client certificate from the cluster's CA, on a member's host
+	// (127.0.0.1), still cannot forward metadata commands as a node.
+	cc, err := transport.DialConn(ctx, c.cfgs[0].Addr, transport.DialOptions{TLS: pki.clientTLS(t, true), Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	defer cc.Close()
+	err = cc.Call(ctx, transport.MethodMetaApply, transport.MetaApplyRequest{Command: []byte{1}}, nil)
+	require.Equal(t, transport.ErrInvalidRequest, transport.CodeOf(err), "%v", err)
+
 	// A fourth node with the right certificates but another gossip key.
 	intruder := c.cfgs[0]
 	intruder.ID = "n4"

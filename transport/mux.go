@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,11 +102,45 @@ type Handler func(ctx context.Context, method Method, body []byte) (any, error)
 // peerKey is the context key of the remote address of a request's connection.
 type peerKey struct{}
 
+type peer struct {
+	addr net.Addr
+	node bool
+}
+
 // PeerAddr returns the remote address of the connection a Handler's request
 // arrived on, or nil outside a handler.
 func PeerAddr(ctx context.Context) net.Addr {
-	a, _ := ctx.Value(peerKey{}).(net.Addr)
-	return a
+	p, _ := ctx.Value(peerKey{}).(peer)
+	return p.addr
+}
+
+// PeerMayBeNode reports whether a Handler's request may come from a node:
+// without TLS any peer may; with TLS only one whose certificate is valid
+// for server auth, as node certificates are and client ones are not.
+func PeerMayBeNode(ctx context.Context) bool {
+	p, _ := ctx.Value(peerKey{}).(peer)
+	return p.node
+}
+
+// nodeCert reports whether the peer of a TLS connection presented a node
+// certificate: one usable for server auth (nodes serve with the same
+// certificate they dial with). Client certificates carry clientAuth only,
+// so a client of the cluster cannot speak Raft even from a member's host.
+func nodeCert(c *tls.Conn) bool {
+	certs := c.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return false
+	}
+	eku := certs[0].ExtKeyUsage
+	if len(eku) == 0 && len(certs[0].UnknownExtKeyUsage) == 0 {
+		return true // no EKU extension: any usage
+	}
+	for _, u := range eku {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return true
+		}
+	}
+	return false
 }
 
 // Mux owns a node's single TCP port. It routes each incoming connection by
@@ -426,6 +461,11 @@ func (m *Mux) routeRaft(c net.Conn, log *slog.Logger) {
 		m.drop(c)
 		return
 	}
+	if tc, ok := c.(*tls.Conn); ok && !nodeCert(tc) {
+		log.Warn("closing raft connection: peer certificate is not a node's (no serverAuth usage)", "group", group)
+		m.drop(c)
+		return
+	}
 	if m.allowRaft != nil {
 		ip, ok := remoteIP(c)
 		if !ok || !m.allowRaft(ip) {
@@ -484,7 +524,11 @@ func readRaftGroup(r io.Reader) (string, error) {
 // closes: each request runs in its own goroutine, responses are written as
 // they complete (matched to requests by correlation id).
 func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
-	ctx, cancel := context.WithCancel(context.WithValue(m.ctx, peerKey{}, c.RemoteAddr()))
+	p := peer{addr: c.RemoteAddr(), node: true}
+	if tc, ok := c.(*tls.Conn); ok {
+		p.node = nodeCert(tc)
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(m.ctx, peerKey{}, p))
 	var wg sync.WaitGroup
 	defer func() {
 		// Close first (as in Mux.Close), then cancel the handlers and wait

@@ -20,7 +20,7 @@ import (
 
 // testTLS returns a server configuration requiring client certificates
 // and a client one presenting a certificate, both from a fresh CA.
-func testTLS(t *testing.T) (server, withCert, noCert *tls.Config) {
+func testTLS(t *testing.T) (server, withCert, noCert, clientOnly *tls.Config) {
 	t.Helper()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -37,31 +37,37 @@ func testTLS(t *testing.T) (server, withCert, noCert *tls.Config) {
 	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	leaf := func(serial int64) tls.Certificate {
+	leaf := func(serial int64, eku ...x509.ExtKeyUsage) tls.Certificate {
 		k := key()
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "n"},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			ExtKeyUsage: eku,
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
 		require.NoError(t, err)
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 	}
-	server = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{leaf(2)}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
-	withCert = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{leaf(3)}}
+	server = &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{leaf(2, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	withCert = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{leaf(3, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)}}
 	noCert = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}
-	return server, withCert, noCert
+	clientOnly = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{leaf(4, x509.ExtKeyUsageClientAuth)}}
+	return server, withCert, noCert, clientOnly
 }
 
 func TestTLSMux(t *testing.T) {
-	srvTLS, cliTLS, noCert := testTLS(t)
+	srvTLS, cliTLS, noCert, clientOnly := testTLS(t)
+	var sawNode []bool
+	var mu sync.Mutex
 	release, started := make(chan struct{}), make(chan struct{})
 	s := limitedServer(t, Config{TLS: srvTLS, DialTLS: cliTLS, IdleTimeout: 100 * time.Millisecond}, func(ctx context.Context, m Method, body []byte) (any, error) {
 		if m == MethodFetch {
 			close(started)
 			<-release
 		}
+		mu.Lock()
+		sawNode = append(sawNode, PeerMayBeNode(ctx))
+		mu.Unlock()
 		return echo(ctx, m, body)
 	})
 	unblock := sync.OnceFunc(func() { close(release) })
@@ -104,6 +110,22 @@ func TestTLSMux(t *testing.T) {
 	_, err = in.Read(buf)
 	require.NoError(t, err)
 	assert.Equal(t, "vote", string(buf))
+
+	// A client certificate (clientAuth only) serves for RPCs, but it is
+	// not a node's: no Raft, and handlers are told.
+	cc := dial(t, s.addr(), DialOptions{TLS: clientOnly})
+	require.NoError(t, cc.Call(ctx, MethodProduce, ProduceRequest{}, nil))
+	mu.Lock()
+	assert.Equal(t, []bool{true, true, true, false}, sawNode)
+	mu.Unlock()
+	raw, err := net.Dial("tcp", s.addr())
+	require.NoError(t, err)
+	tc := tls.Client(raw, clientTLS(clientOnly, s.addr()))
+	t.Cleanup(func() { _ = tc.Close() })
+	_, err = tc.Write(raftHeader("g"))
+	require.NoError(t, err)
+	requireClosedByPeer(t, tc)
+	s.logs.eventuallyLogs(t, "peer certificate is not a node's")
 
 	// No certificate, or no TLS at all: refused.
 	nc, err := DialConn(ctx, s.addr(), DialOptions{TLS: noCert})

@@ -210,9 +210,14 @@ func (f *lifecycleFault) check(ctx context.Context) error {
 		if last == nil {
 			return nil
 		}
+		// A restarted node must never serve a deleted incarnation: it
+		// catches up with the metadata before opening any replica. A node
+		// that was cut off (still running) has a stale view until the
+		// heal's changes reach it, so from it a replica read of the old
+		// incarnation is stale for a moment; only one that persists counts.
 		var v *lifecycleViolation
-		if errors.As(last, &v) {
-			return last // served a deleted incarnation: no waiting fixes that
+		if errors.As(last, &v) && !f.cut {
+			return last
 		}
 		if time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(f.settle)) {
 			return fmt.Errorf("topic lifecycle check: %w", last)

@@ -186,3 +186,18 @@ func TestExpandLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, all, TopicLifecycle, "not in all until it has run reliably")
 }
+
+// A cut-off node may serve the old incarnation until it catches up after
+// the heal; one that keeps serving it fails the check.
+func TestLifecycleCutNodeMayLagBriefly(t *testing.T) {
+	a := &fakeAdmin{target: newFakeTarget(3), logs: map[string][]string{}, stale: true}
+	f := &lifecycleFault{env: lifecycleEnv(t, a), admin: a, state: &lifecycleState{}, settle: time.Millisecond, checkFor: 20 * time.Millisecond}
+	ctx := context.Background()
+	_, _, err := f.Inject(ctx)
+	require.NoError(t, err)
+	require.NoError(t, a.target.Start(ctx, f.node))
+	f.cut = true // as if isolated: the check waits for convergence
+	err = f.check(ctx)
+	require.Error(t, err, "a stale replica that never catches up fails")
+	assert.Contains(t, err.Error(), "of incarnation 1")
+}
