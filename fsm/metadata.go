@@ -260,6 +260,9 @@ func (m *Metadata) apply(index uint64, typ byte, payload []byte) (changed bool, 
 		m.syncs[c.Node] = c.Nonce
 		return true, nil
 	}
+	if ok, changed, err := m.applyOps(typ, payload); ok {
+		return changed, err
+	}
 	return false, transport.Errorf(transport.ErrInvalidRequest, "unknown metadata command type %d", typ)
 }
 

@@ -82,6 +82,13 @@ type Config struct {
 	AgentName   string
 	AgentPoll   time.Duration
 
+	// Leader balancing (node/balance.go), as Kafka's
+	// auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds
+	// (default 5 min) and leader.imbalance.per.broker.percentage (default 10).
+	LeaderRebalanceDisabled          bool
+	LeaderImbalanceCheckInterval     time.Duration
+	LeaderImbalancePerNodePercentage int
+
 	Logger *slog.Logger
 
 	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
@@ -141,6 +148,13 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SegmentBytes == 0 {
 		c.SegmentBytes = 64 << 20
+	}
+	setDur(&c.LeaderImbalanceCheckInterval, 5*time.Minute)
+	if c.LeaderImbalancePerNodePercentage == 0 {
+		c.LeaderImbalancePerNodePercentage = 10
+	}
+	if c.LeaderImbalancePerNodePercentage < 0 || c.LeaderImbalancePerNodePercentage > 100 {
+		return fmt.Errorf("leader imbalance percentage must be between 0 and 100, got %d", c.LeaderImbalancePerNodePercentage)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

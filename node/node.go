@@ -129,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop("join", n.joinLoop)
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
+	n.goLoop("leader-balance", n.leaderBalanceLoop)
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)

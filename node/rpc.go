@@ -88,7 +88,7 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		}
 		return transport.Empty{}, n.applyMetaLocal(req.Command)
 	}
-	return nil, transport.Errorf(transport.ErrInvalidRequest, "unknown method %d", uint8(method))
+	return n.dispatchOps(ctx, method, body)
 }
 
 // metadata answers from the local metadata FSM; for partitions hosted

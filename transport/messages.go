@@ -44,6 +44,9 @@ func (m Method) String() string {
 	case MethodMetaApply:
 		return "meta_apply"
 	}
+	if s, ok := opsMethodName(m); ok {
+		return s
+	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }
 

@@ -20,7 +20,7 @@ import (
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster"}
-	cmd.AddCommand(newClusterStatusCmd(), newClusterWaitCmd())
+	cmd.AddCommand(newClusterStatusCmd(), newClusterWaitCmd(), newClusterRebalanceLeadersCmd())
 	return cmd
 }
 
@@ -86,9 +86,14 @@ func newClusterStatusCmd() *cobra.Command {
 			tw.Flush()
 			if len(out.Partitions) > 0 {
 				fmt.Fprintln(w)
-				fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tREPLICAS")
+				lags := partitionLags(cmd.Context(), st)
+				fmt.Fprintln(tw, "TOPIC\tPARTITION\tLEADER\tREPLICAS\tLAG (records)")
 				for _, p := range out.Partitions {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", p.Topic, p.Partition, orNone(p.Leader), strings.Join(p.Replicas, ","))
+					lag, ok := lags[lagKey(p.Topic, p.Partition)]
+					if !ok {
+						lag = "?"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", p.Topic, p.Partition, orNone(p.Leader), strings.Join(p.Replicas, ","), lag)
 				}
 				tw.Flush()
 			}

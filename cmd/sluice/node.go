@@ -15,7 +15,7 @@ import (
 func newNodeCmd() *cobra.Command {
 	var cfg node.Config
 	var join, logLevel string
-	var kafkaAutoCreate bool
+	var kafkaAutoCreate, autoLeaderRebalance bool
 	cmd := &cobra.Command{
 		Use:         "node",
 		Annotations: longRunning,
@@ -33,6 +33,7 @@ func newNodeCmd() *cobra.Command {
 				}
 			}
 			cfg.KafkaNoAutoCreate = !kafkaAutoCreate
+			cfg.LeaderRebalanceDisabled = !autoLeaderRebalance
 			n, err := node.Start(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -68,6 +69,9 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&cfg.AgentConfig, "agent-config", "", "Flume properties file of an agent to run in-process (colocated; SIGHUP reloads it)")
 	f.StringVar(&cfg.AgentName, "agent-name", "a1", "name of the colocated agent in --agent-config")
 	f.DurationVar(&cfg.AgentPoll, "agent-poll-interval", 30*time.Second, "how often --agent-config is checked for changes (negative disables)")
+	f.BoolVar(&autoLeaderRebalance, "auto-leader-rebalance", true, "move partition leadership back to preferred replicas (the first replica) periodically, as Kafka's auto.leader.rebalance.enable")
+	f.DurationVar(&cfg.LeaderImbalanceCheckInterval, "leader-imbalance-check-interval", 5*time.Minute, "how often the controller checks the leader imbalance")
+	f.IntVar(&cfg.LeaderImbalancePerNodePercentage, "leader-imbalance-per-node-percentage", 10, "share of a node's preferred partitions led elsewhere above which the check moves them back (1-100)")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
 	return cmd

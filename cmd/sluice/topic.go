@@ -15,7 +15,7 @@ import (
 
 func newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topic", Short: "Create, list, describe and delete topics"}
-	cmd.AddCommand(newTopicCreateCmd(), newTopicListCmd(), newTopicDescribeCmd(), newTopicDeleteCmd(), newTopicLeaderCmd(), newTopicWaitLeaderCmd())
+	cmd.AddCommand(newTopicCreateCmd(), newTopicListCmd(), newTopicDescribeCmd(), newTopicDeleteCmd(), newTopicLeaderCmd(), newTopicWaitLeaderCmd(), newTopicAlterCmd())
 	return cmd
 }
 

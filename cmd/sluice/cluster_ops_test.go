@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCLIClusterOps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test skipped in -short mode")
+	}
+	c := startProcCluster(t, 3)
+	c.run("topic", "create", "ops", "--partitions", "2", "--replicas", "3")
+
+	require.Contains(t, c.run("cluster", "status"), "LAG (records)")
+	out := c.run("cluster", "rebalance-leaders", "--json")
+	require.Contains(t, out, `"moves"`)
+
+	require.Contains(t, c.run("topic", "alter", "ops", "--partitions", "3"), "topic ops has 3 partitions")
+	require.Contains(t, c.run("topic", "describe", "ops", "--json"), `"partition": 2`)
+
+	cmd := exec.Command(c.bin, "topic", "alter", "ops", "--partitions", "1", "--server", strings.Join(c.rpc, ","))
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	require.Error(t, cmd.Run(), "a decrease is refused")
+	require.Contains(t, errb.String(), "keyed ordering")
+}
