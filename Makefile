@@ -58,8 +58,13 @@ chaos-selftest: deps
 	SLUICE_SELFTEST_FULL=1 $(GO) test -race -count=1 -timeout 40m -run '^TestSelfTest$$' -v ./chaos/
 
 # Three runs each: report medians, the machines are shared and noisy.
+# scripts/bench.sh runs the standard cluster set (sluice bench ...) and
+# writes PERFORMANCE.md; its knobs (RUNS, CONSUME_BYTES, IDLE_PARTITIONS,
+# ONLY, ...) pass through the environment. Long; never part of make test.
 bench: build
+	scripts/bench.sh
 	$(GO) test -run '^$$' -bench . -count 3 ./batch/ ./fsm/ ./transport/
+	$(GO) test -run '^$$' -bench BenchmarkStoreLogs -count 3 ./node/
 	$(GO) test -run '^$$' -bench BenchmarkProduce -benchtime 20000x -count 3 ./node/
 	$(GO) test -run '^$$' -bench BenchmarkSinkWriter -benchtime 200x -count 3 ./node/
 

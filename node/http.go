@@ -37,6 +37,7 @@ func (n *Node) startHTTP() error {
 	})
 	n.agentHTTP(mux)
 	n.statusHTTP(mux)
+	pprofHTTP(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}))
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	n.goLoop("http", func() {
