@@ -65,11 +65,14 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip port %q: %w", portStr, err)
 	}
-	meta, err := msgpack.Marshal(memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr})
+	// own is republished whole on every change (bootstrap state), so it
+	// must carry every address.
+	own := memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr}
+	meta, err := msgpack.Marshal(own)
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}
-	m := &membership{own: memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr}, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peerMeta: map[string][]byte{}}
+	m := &membership{own: own, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peerMeta: map[string][]byte{}}
 
 	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
