@@ -87,6 +87,9 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		}
 		return transport.Empty{}, n.applyMetaLocal(req.Command)
 	}
+	if resp, err, ok := n.dispatchGroup(ctx, method, body); ok {
+		return resp, err
+	}
 	return nil, transport.Errorf(transport.ErrInvalidRequest, "unknown method %d", uint8(method))
 }
 
