@@ -85,6 +85,7 @@ type Description struct {
 	Generation   int32
 	Leader       string
 	Members      []Member
+	MemberCount  int
 }
 
 // Config tunes a Coordinator. Zero values take defaults.
@@ -747,6 +748,7 @@ func (c *Coordinator) Describe(groupID string) Description {
 		m := g.members[id]
 		d.Members = append(d.Members, Member{ID: m.ID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost, Metadata: m.Metadata, Assignment: m.Assignment})
 	}
+	d.MemberCount = len(d.Members)
 	return d
 }
 

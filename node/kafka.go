@@ -14,8 +14,9 @@ import (
 	"github.com/sluice-io/sluice/kafka"
 )
 
-// kafkaState is the node's Kafka listener and the group coordinator it
-// serves (active only while this node leads the metadata group).
+// kafkaState is the node's Kafka listener (nil without --kafka-addr) and
+// the group coordinator that it and the native group RPCs serve (active
+// only while this node leads the metadata group).
 type kafkaState struct {
 	server *kafka.Server
 	groups *group.Coordinator
@@ -25,13 +26,14 @@ type kafkaState struct {
 // advertised address (the bound one unless --kafka-advertised-addr says
 // otherwise) goes into this node's gossip metadata.
 func (n *Node) listenKafka() error {
-	if n.cfg.KafkaAddr == "" {
-		return nil
-	}
 	groups := group.New(group.Config{
 		Logger:                n.logger,
 		InitialRebalanceDelay: n.cfg.KafkaInitialRebalanceDelay,
 	})
+	n.kafka = &kafkaState{groups: groups}
+	if n.cfg.KafkaAddr == "" {
+		return nil
+	}
 	srv, err := kafka.Listen(kafka.Config{
 		Addr:          n.cfg.KafkaAddr,
 		Cluster:       &kafkaCluster{n: n},
@@ -47,7 +49,7 @@ func (n *Node) listenKafka() error {
 	if n.cfg.KafkaAdvertisedAddr == "" {
 		n.cfg.KafkaAdvertisedAddr = srv.Addr().String()
 	}
-	n.kafka = &kafkaState{server: srv, groups: groups}
+	n.kafka.server = srv
 	return nil
 }
 
@@ -57,11 +59,14 @@ func (n *Node) serveKafka() {
 	if n.kafka == nil {
 		return
 	}
-	n.goLoop("kafka", func() {
-		if err := n.kafka.server.Serve(); err != nil && n.ctx.Err() == nil {
-			n.logger.Error("kafka listener stopped", "err", err)
-		}
-	})
+	if n.kafka.server != nil {
+		n.goLoop("kafka", func() {
+			if err := n.kafka.server.Serve(); err != nil && n.ctx.Err() == nil {
+				n.logger.Error("kafka listener stopped", "err", err)
+			}
+		})
+		n.logger.Info("kafka listener started", "addr", n.kafka.server.Addr().String(), "advertised", n.cfg.KafkaAdvertisedAddr)
+	}
 	n.goLoop("kafka-coordinator", func() {
 		wasLeader := false
 		for n.sleep(200 * time.Millisecond) {
@@ -73,21 +78,23 @@ func (n *Node) serveKafka() {
 			wasLeader = leader
 		}
 	})
-	n.logger.Info("kafka listener started", "addr", n.kafka.server.Addr().String(), "advertised", n.cfg.KafkaAdvertisedAddr)
 }
 
 func (n *Node) closeKafka() error {
 	if n.kafka == nil {
 		return nil
 	}
-	err := n.kafka.server.Close()
+	var err error
+	if n.kafka.server != nil {
+		err = n.kafka.server.Close()
+	}
 	n.kafka.groups.Close()
 	return err
 }
 
 // KafkaAddr is the bound Kafka listener address, or "".
 func (n *Node) KafkaAddr() string {
-	if n.kafka == nil {
+	if n.kafka == nil || n.kafka.server == nil {
 		return ""
 	}
 	return n.kafka.server.Addr().String()

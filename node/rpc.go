@@ -88,6 +88,9 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		}
 		return transport.Empty{}, n.applyMetaLocal(req.Command)
 	}
+	if resp, err, ok := n.dispatchGroup(ctx, method, body); ok {
+		return resp, err
+	}
 	return n.dispatchOps(ctx, method, body)
 }
 

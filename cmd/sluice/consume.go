@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -46,9 +47,29 @@ commits what it printed. --end exits once every partition's end is reached.`,
 			if partition >= 0 {
 				cfg.Partitions = []int32{partition}
 			}
-			cons, err := c.NewConsumer(ctx, cfg)
-			if err != nil {
-				return err
+			// With --group (and no --partition) this process is a group
+			// member: several share the partitions and rebalance.
+			var cons interface {
+				Poll(context.Context) ([]client.Record, error)
+				AtEnd() bool
+			}
+			if group != "" && partition < 0 {
+				gc, err := c.NewGroupConsumer(ctx, client.GroupConsumerConfig{Group: group, Topic: topic, ClientID: "sluice-consume", Start: cfg.Start, MaxWait: wait})
+				if err != nil {
+					return err
+				}
+				defer func() {
+					cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					gc.Close(cctx)
+				}()
+				cons = gc
+			} else {
+				pc, err := c.NewConsumer(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				cons = pc
 			}
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64*1024)
 			defer out.Flush()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"fmt"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluice-io/sluice/transport"
 )
 
 // kafkaProcCluster is a procCluster whose nodes also listen for Kafka
@@ -499,6 +502,16 @@ func TestKafkaThirdPartyClients(t *testing.T) {
 		}, 60*time.Second, 200*time.Millisecond)
 		members[0].cmd.Process.Signal(syscall.SIGKILL)
 		waitShared(2)
+
+		// The same records and the same group, seen natively.
+		native := values(c.run("consume", "kc", "--from-beginning", "--end", "--print-key"))
+		assert.Len(t, native, 508)
+		assert.Contains(t, native, "k7\tv7")
+		var d transport.GroupDescription
+		require.NoError(t, json.Unmarshal([]byte(c.run("group", "describe", "kcg", "--json")), &d))
+		assert.Equal(t, "Stable", d.State)
+		assert.Len(t, d.Members, 2)
+		assert.Contains(t, c.run("group", "list"), "kcg")
 	})
 }
 

@@ -73,6 +73,7 @@ func newRootCmd() *cobra.Command {
 		newBenchCmd(),
 		newChaosCmd(),
 		newAgentCmd(),
+		newGroupCmd(),
 	)
 	return root
 }
