@@ -338,6 +338,19 @@ func (g *GroupConsumer) AtEnd() bool {
 	return cons == nil || cons.AtEnd()
 }
 
+// Seek moves an assigned partition's position (see Consumer.Seek), e.g.
+// back to the first record a caller polled but did not process, so that
+// the commit on Close or before a rebalance does not pass it.
+func (g *GroupConsumer) Seek(partition int32, offset int64) error {
+	g.mu.Lock()
+	cons := g.cons
+	g.mu.Unlock()
+	if cons == nil {
+		return fmt.Errorf("partition %d is not assigned to this member", partition)
+	}
+	return cons.Seek(partition, offset)
+}
+
 // Close commits the positions and leaves the group, so the others
 // rebalance at once instead of after the session timeout.
 func (g *GroupConsumer) Close(ctx context.Context) error {

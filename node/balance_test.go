@@ -109,5 +109,9 @@ func TestRebalanceLeadersAtOnce(t *testing.T) {
 	defer cancel()
 	resp, err := cl.RebalanceLeaders(ctx)
 	require.NoError(t, err)
-	require.Empty(t, resp.Moves, "balanced: nothing to move")
+	for _, m := range resp.Moves {
+		// A replica that stopped leading between the check and the move is
+		// reported as skipped; only a move that happened is wrong here.
+		require.False(t, m.Moved, "balanced: nothing to move, but %+v moved", m)
+	}
 }

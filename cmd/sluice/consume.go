@@ -84,8 +84,12 @@ commits what it printed. --end exits once every partition's end is reached.`,
 					return err
 				}
 				next := map[int32]int64{}
-				for _, r := range recs {
+				for i, r := range recs {
 					if maxRecords > 0 && printed >= maxRecords {
+						// Rewind to what was not printed, so the group
+						// member's own commit (on close, before a
+						// rebalance) does not skip it.
+						rewindUnprinted(cons, recs[i:])
 						break
 					}
 					if asJSON {
@@ -177,4 +181,24 @@ func writeHeaders(w *bufio.Writer, hs []client.Header) {
 		w.Write(h.Value)
 	}
 	w.WriteByte('}')
+}
+
+// rewindUnprinted seeks every partition back to its first record in
+// unprinted, when the consumer can seek.
+func rewindUnprinted(cons any, unprinted []client.Record) {
+	s, ok := cons.(interface {
+		Seek(partition int32, offset int64) error
+	})
+	if !ok {
+		return
+	}
+	first := map[int32]int64{}
+	for _, r := range unprinted {
+		if _, seen := first[r.Partition]; !seen {
+			first[r.Partition] = r.Offset
+		}
+	}
+	for p, off := range first {
+		_ = s.Seek(p, off)
+	}
 }
