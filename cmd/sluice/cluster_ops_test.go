@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -21,7 +22,11 @@ func TestCLIClusterOps(t *testing.T) {
 	require.Contains(t, out, `"moves"`)
 
 	require.Contains(t, c.run("topic", "alter", "ops", "--partitions", "3"), "topic ops has 3 partitions")
-	require.Contains(t, c.run("topic", "describe", "ops", "--json"), `"partition": 2`)
+	// The node answering describe may apply the metadata a moment after
+	// the controller committed it.
+	require.Eventually(t, func() bool {
+		return strings.Contains(c.run("topic", "describe", "ops", "--json"), `"partition": 2`)
+	}, 15*time.Second, 100*time.Millisecond, "the third partition never appeared in describe")
 
 	cmd := exec.Command(c.bin, "topic", "alter", "ops", "--partitions", "1", "--server", strings.Join(c.rpc, ","))
 	var errb bytes.Buffer
