@@ -30,6 +30,7 @@ type procCluster struct {
 	rpc    []string
 	gossip []string
 	http   []string
+	kafka  []string // Kafka listeners; empty: the nodes run none
 	cmds   []*exec.Cmd
 }
 
@@ -63,12 +64,22 @@ func freeAddr(t *testing.T, used map[string]bool) string {
 
 func startProcCluster(t *testing.T, size int) *procCluster {
 	t.Helper()
+	return startProcClusterWith(t, size, false)
+}
+
+// startProcClusterWith starts size nodes, with Kafka listeners when
+// withKafka is set.
+func startProcClusterWith(t *testing.T, size int, withKafka bool) *procCluster {
+	t.Helper()
 	c := &procCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), cmds: make([]*exec.Cmd, size)}
 	used := map[string]bool{}
 	for range size {
 		c.rpc = append(c.rpc, freeAddr(t, used))
 		c.gossip = append(c.gossip, freeAddr(t, used))
 		c.http = append(c.http, freeAddr(t, used))
+		if withKafka {
+			c.kafka = append(c.kafka, freeAddr(t, used))
+		}
 	}
 	for i := range size {
 		c.start(i)
@@ -90,9 +101,13 @@ func (c *procCluster) start(i int) {
 	id := fmt.Sprintf("n%d", i+1)
 	logf, err := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	require.NoError(c.t, err)
-	cmd := exec.Command(c.bin, "node", "--id", id, "--data-dir", filepath.Join(c.dir, id),
+	args := []string{"node", "--id", id, "--data-dir", filepath.Join(c.dir, id),
 		"--addr", c.rpc[i], "--gossip-addr", c.gossip[i], "--http-addr", c.http[i],
-		"--join", strings.Join(c.gossip, ","), "--bootstrap-expect", strconv.Itoa(len(c.rpc)))
+		"--join", strings.Join(c.gossip, ","), "--bootstrap-expect", strconv.Itoa(len(c.rpc))}
+	if len(c.kafka) > 0 {
+		args = append(args, "--kafka-addr", c.kafka[i])
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(c.t, cmd.Start())
 	logf.Close()

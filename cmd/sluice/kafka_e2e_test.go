@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,47 +26,11 @@ import (
 // clients.
 type kafkaProcCluster struct {
 	*procCluster
-	kafka []string
 }
 
 func startKafkaProcCluster(t *testing.T, size int) *kafkaProcCluster {
 	t.Helper()
-	c := &kafkaProcCluster{procCluster: &procCluster{t: t, bin: buildBinary(t), dir: t.TempDir(), cmds: make([]*exec.Cmd, size)}}
-	used := map[string]bool{}
-	for range size {
-		c.rpc = append(c.rpc, freeAddr(t, used))
-		c.gossip = append(c.gossip, freeAddr(t, used))
-		c.http = append(c.http, freeAddr(t, used))
-		c.kafka = append(c.kafka, freeAddr(t, used))
-	}
-	for i := range size {
-		c.startNode(i)
-	}
-	t.Cleanup(func() {
-		for i := range c.cmds {
-			c.kill(i)
-		}
-		if t.Failed() {
-			c.dumpLogs()
-		}
-	})
-	c.run("cluster", "wait", "--nodes", strconv.Itoa(size), "--timeout", "60s")
-	return c
-}
-
-func (c *kafkaProcCluster) startNode(i int) {
-	c.t.Helper()
-	id := fmt.Sprintf("n%d", i+1)
-	logf, err := os.OpenFile(filepath.Join(c.dir, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	require.NoError(c.t, err)
-	cmd := exec.Command(c.bin, "node", "--id", id, "--data-dir", filepath.Join(c.dir, id),
-		"--addr", c.rpc[i], "--gossip-addr", c.gossip[i], "--http-addr", c.http[i],
-		"--kafka-addr", c.kafka[i],
-		"--join", strings.Join(c.gossip, ","), "--bootstrap-expect", strconv.Itoa(len(c.rpc)))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(c.t, cmd.Start())
-	logf.Close()
-	c.cmds[i] = cmd
+	return &kafkaProcCluster{startProcClusterWith(t, size, true)}
 }
 
 func (c *kafkaProcCluster) kgo(opts ...kgo.Opt) *kgo.Client {
@@ -174,7 +136,7 @@ func TestKafkaKillNine(t *testing.T) {
 		}
 		wg.Wait()
 		<-killed
-		c.startNode(leader)
+		c.start(leader)
 		require.NotEmpty(t, acked)
 
 		cons := c.kgo(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"idem": {0: kgo.NewOffset().AtStart()}}))
@@ -246,7 +208,7 @@ func TestKafkaKillNine(t *testing.T) {
 		consume(m, 400)
 		require.Eventually(t, func() bool { return m.CommitUncommittedOffsets(ctx) == nil }, 30*time.Second, 200*time.Millisecond)
 		m.Close()
-		c.startNode(coord)
+		c.start(coord)
 
 		// A new member resumes from the committed offsets: nothing before
 		// them comes back.
