@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"maps"
 	"net"
 	"net/netip"
 	"sort"
@@ -36,7 +35,7 @@ type memberMeta struct {
 // member is one node as the local gossip view sees it.
 type member struct {
 	memberMeta
-	State string // alive, suspect, dead, left
+	State string // alive (memberlist does not tell its delegates of suspicion)
 }
 
 // membership wraps memberlist: it publishes this node's metadata, keeps the
@@ -50,10 +49,18 @@ type membership struct {
 
 	mu      sync.Mutex
 	changed chan struct{}
-	// peerMeta copies each node's gossip metadata when memberlist reports
-	// it (under memberlist's lock): the *Node that Members returns is
-	// updated in place, so reading its Meta later would race.
-	peerMeta map[string][]byte
+	// peers is this node's copy of memberlist's live view (alive and
+	// suspect nodes, itself included), kept by the event callbacks, which
+	// memberlist calls under its own lock. The *Node values its Members
+	// returns are rewritten in place by gossip, so reading their fields
+	// later would race.
+	peers map[string]peerView
+}
+
+// peerView is what the view keeps of one node.
+type peerView struct {
+	addr netip.Addr // gossip address
+	meta []byte
 }
 
 func newMembership(cfg *Config) (*membership, error) {
@@ -72,7 +79,7 @@ func newMembership(cfg *Config) (*membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)
 	}
-	m := &membership{own: own, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peerMeta: map[string][]byte{}}
+	m := &membership{own: own, meta: meta, logger: cfg.Logger.With("component", "gossip"), changed: make(chan struct{}), peers: map[string]peerView{}}
 
 	stdLog := log.New(&slogWriter{logger: m.logger}, "", 0)
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
@@ -154,45 +161,43 @@ func (m *membership) notify() {
 	m.mu.Unlock()
 }
 
-// Members lists every node gossip knows, sorted by id, with its state.
+// Members lists every node gossip knows alive (memberlist does not report
+// suspicion to its delegates, so a suspect node is listed as alive until it
+// is declared dead), sorted by id.
 func (m *membership) Members() []member {
-	var out []member
 	m.mu.Lock()
-	metas := maps.Clone(m.peerMeta)
-	m.mu.Unlock()
-	for _, n := range m.list.Members() {
-		mm, ok := decodeMeta(metas[n.Name])
-		if !ok {
-			continue
+	out := make([]member, 0, len(m.peers))
+	for _, p := range m.peers {
+		if mm, ok := decodeMeta(p.meta); ok {
+			out = append(out, member{memberMeta: mm, State: "alive"})
 		}
-		out = append(out, member{memberMeta: mm, State: stateName(n.State)})
 	}
+	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
-// alive returns the alive members (suspect ones count: they may still answer).
+// alive returns the alive members.
 func (m *membership) alive() []member {
 	var out []member
 	for _, mem := range m.Members() {
-		if mem.State == "alive" || mem.State == "suspect" {
+		if mem.State == "alive" {
 			out = append(out, mem)
 		}
 	}
 	return out
 }
 
-// hasHost reports whether ip is the gossip or RPC address of a member
-// memberlist currently lists (alive or suspect).
+// hasHost reports whether ip is the gossip or RPC address of a node in the
+// live gossip view.
 func (m *membership) hasHost(ip netip.Addr) bool {
 	m.mu.Lock()
-	metas := maps.Clone(m.peerMeta)
-	m.mu.Unlock()
-	for _, n := range m.list.Members() {
-		if a, ok := netip.AddrFromSlice(n.Addr); ok && a.Unmap() == ip {
+	defer m.mu.Unlock()
+	for _, p := range m.peers {
+		if p.addr == ip {
 			return true
 		}
-		if mm, ok := decodeMeta(metas[n.Name]); ok && hostIP(mm.RPCAddr) == ip {
+		if mm, ok := decodeMeta(p.meta); ok && hostIP(mm.RPCAddr) == ip {
 			return true
 		}
 	}
@@ -247,22 +252,27 @@ func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
 // memberlist.EventDelegate
 func (m *membership) NotifyJoin(n *memberlist.Node) {
-	m.copyMeta(n)
+	m.copyNode(n)
 	m.logger.Info("member joined", "name", n.Name, "addr", n.Address())
 	m.notify()
 }
 func (m *membership) NotifyLeave(n *memberlist.Node) {
 	m.logger.Info("member left or failed", "name", n.Name, "state", stateName(n.State))
+	m.mu.Lock()
+	delete(m.peers, n.Name)
+	m.mu.Unlock()
 	m.notify()
 }
 func (m *membership) NotifyUpdate(n *memberlist.Node) {
-	m.copyMeta(n)
+	m.copyNode(n)
 	m.notify()
 }
 
-func (m *membership) copyMeta(n *memberlist.Node) {
+// copyNode records n; it runs under memberlist's lock, so n is stable.
+func (m *membership) copyNode(n *memberlist.Node) {
+	addr, _ := netip.AddrFromSlice(n.Addr)
 	m.mu.Lock()
-	m.peerMeta[n.Name] = bytes.Clone(n.Meta)
+	m.peers[n.Name] = peerView{addr: addr.Unmap(), meta: bytes.Clone(n.Meta)}
 	m.mu.Unlock()
 }
 
