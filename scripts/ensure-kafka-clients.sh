@@ -5,12 +5,14 @@
 # The tests skip a client that is still missing, saying so.
 set -euo pipefail
 
+# -I: the repository root has a kafka/ folder, which "import kafka" would
+# otherwise find as a namespace package.
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
-"$py" -c 'import kafka' >/dev/null 2>&1 || missing+=(python3-kafka)
-"$py" -c 'import confluent_kafka' >/dev/null 2>&1 || missing+=(python3-confluent-kafka)
+"$py" -I -c 'import kafka' >/dev/null 2>&1 || missing+=(python3-kafka)
+"$py" -I -c 'import confluent_kafka' >/dev/null 2>&1 || missing+=(python3-confluent-kafka)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

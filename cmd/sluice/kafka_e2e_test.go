@@ -231,7 +231,7 @@ func python(t *testing.T, modules ...string) string {
 		if _, err := exec.LookPath(py); err != nil {
 			continue
 		}
-		args := []string{"-c", "import " + strings.Join(modules, ", ")}
+		args := []string{"-I", "-c", "import " + strings.Join(modules, ", ")}
 		if exec.Command(py, args...).Run() == nil {
 			return py
 		}
@@ -242,7 +242,7 @@ func python(t *testing.T, modules ...string) string {
 
 func runPy(t *testing.T, py, script string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	cmd := exec.Command(py, append([]string{"-I", "-c", script}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
