@@ -48,13 +48,16 @@ func beyondCommit(r *replica, offset int64, batches [][]byte) [][]byte {
 	if err != nil {
 		return batches
 	}
-	appendCmd := fsm.EncodeAppend(nil)[0]
 	for i := r.fsm.AppliedIndex() + 1; i <= last; i++ {
 		var l raft.Log
-		if r.group.store.GetLog(i, &l) != nil || l.Type != raft.LogCommand || len(l.Data) < 9 || l.Data[0] != appendCmd {
+		if r.group.store.GetLog(i, &l) != nil {
 			continue
 		}
-		b := append([]byte(nil), l.Data[1:]...)
+		stored, ok := fsm.AppendedBatch(&l)
+		if !ok {
+			continue
+		}
+		b := append([]byte(nil), stored...)
 		_, recs, err := fsm.ParseBatch(b)
 		if err != nil {
 			continue

@@ -1,9 +1,10 @@
 // Package workload drives a log store with Jepsen-style clients and records
 // every operation in a history: producers appending unique values, one
-// consumer per partition following it from offset 0, and one consumer-group
-// member per partition committing its offsets and fetching them back. At the
-// end it reads every partition whole, from the leader (linearizably) and
-// from each replica.
+// consumer per partition following it from offset 0 through its leader, one
+// per partition following each replica's own committed log, and one
+// consumer-group member per partition committing its offsets and fetching
+// them back. At the end it reads every partition whole, from the leader
+// (linearizably) and from each replica.
 package workload
 
 import (
@@ -76,7 +77,13 @@ type Config struct {
 	// LinearizableEvery makes every n-th poll of the following consumers a
 	// linearizable read (default 4; negative: never).
 	LinearizableEvery int
-	Seed              int64
+	// NoReplicaPolls turns off the replica followers: one process per
+	// partition and replica reading that replica's committed log (the
+	// store's FetchFromNode) from offset 0. They catch a replica that
+	// serves what is not committed, e.g. a deposed leader cut off with
+	// entries of its own term that the new leader then overwrites.
+	NoReplicaPolls bool
+	Seed           int64
 
 	// Open returns a fresh client.
 	Open func() (Store, error)
@@ -197,7 +204,7 @@ func (w *Workload) outcome(err error) history.Type {
 func (w *Workload) Run(ctx context.Context) error {
 	cfg := w.cfg
 	var wg sync.WaitGroup
-	errc := make(chan error, cfg.Producers+2*cfg.Partitions)
+	errc := make(chan error, cfg.Producers+3*cfg.Partitions)
 	launch := func(name string, fn func(context.Context, *worker)) {
 		wk, err := w.newWorker(name)
 		if err != nil {
@@ -219,6 +226,9 @@ func (w *Workload) Run(ctx context.Context) error {
 	for p := 0; p < cfg.Partitions; p++ {
 		part := int32(p)
 		launch(fmt.Sprintf("poller-%d", p), func(ctx context.Context, wk *worker) { w.follow(ctx, wk, part) })
+		if !cfg.NoReplicaPolls {
+			launch(fmt.Sprintf("replica-poller-%d", p), func(ctx context.Context, wk *worker) { w.followReplicas(ctx, wk, part) })
+		}
 		if !cfg.NoGroup {
 			launch(fmt.Sprintf("group-%d", p), func(ctx context.Context, wk *worker) { w.groupMember(ctx, wk, part) })
 		}
@@ -353,6 +363,80 @@ func (w *Workload) follow(ctx context.Context, wk *worker, part int32) {
 			pause(ctx, w.cfg.PollWait)
 		}
 	}
+}
+
+// replicaRefresh is how often a replica follower asks for the partition's
+// replicas again, so it follows replicas that move.
+const replicaRefresh = 5 * time.Second
+
+// followReplicas reads each replica's own committed log of one partition
+// from offset 0 onwards, taking the replicas in turn. Each replica is read
+// by a logical process of its own (its position is its own: replicas lag
+// differently), so the per-consumer order rules hold per replica. A
+// replica must never serve an uncommitted record; one that does (a leader
+// cut off from its quorum keeps appending entries that a new leader
+// overwrites) shows as two values at one offset, or as a polled value lost.
+func (w *Workload) followReplicas(ctx context.Context, wk *worker, part int32) {
+	type follower struct {
+		proc int
+		pos  int64
+	}
+	followers := map[string]*follower{}
+	var replicas []string
+	var refreshed time.Time
+	for i := 0; ctx.Err() == nil; i++ {
+		if time.Since(refreshed) > replicaRefresh || len(replicas) == 0 {
+			octx, cancel := w.opCtx(ctx)
+			all, err := wk.store.Replicas(octx, w.cfg.Topic)
+			cancel()
+			if err == nil {
+				replicas, refreshed = all[part], time.Now()
+			}
+			if len(replicas) == 0 {
+				pause(ctx, w.cfg.PollWait)
+				continue
+			}
+		}
+		node := replicas[i%len(replicas)]
+		f := followers[node]
+		if f == nil {
+			f = &follower{proc: w.newProcess()}
+			followers[node] = f
+		}
+		op, ok := w.pollReplica(ctx, wk.store, f.proc, node, part, f.pos)
+		if ok && len(op.Records) > 0 {
+			f.pos = op.Records[len(op.Records)-1].Offset + 1
+		}
+		if !ok || len(op.Records) == 0 {
+			pause(ctx, w.cfg.PollWait/time.Duration(len(replicas)))
+		}
+	}
+}
+
+// pollReplica reads node's committed log of part once from offset and
+// records it as a poll of process proc.
+func (w *Workload) pollReplica(ctx context.Context, s Store, proc int, node string, part int32, offset int64) (history.Op, bool) {
+	cfg := w.cfg
+	octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout+cfg.PollWait)
+	inv := w.rec.Now()
+	res, err := s.FetchFromNode(octx, node, FetchRequest{Topic: cfg.Topic, Partition: part, Offset: offset,
+		MaxRecords: cfg.MaxPollRecords, MaxWait: cfg.PollWait})
+	cancel()
+	op := history.Op{Process: proc, F: history.FPoll, Type: history.OK, Invoke: inv, Complete: w.rec.Now(),
+		Topic: cfg.Topic, Partition: part, Offset: offset, Node: node}
+	if err != nil {
+		op.Type = history.Fail
+		op.Error = err.Error()
+		w.rec.Add(op)
+		return op, false
+	}
+	for _, r := range res.Records {
+		if r.Offset >= offset {
+			op.Records = append(op.Records, r)
+		}
+	}
+	op.HighWatermark = res.HighWatermark
+	return w.rec.Add(op), true
 }
 
 // groupMember consumes a partition for the group: it starts from the

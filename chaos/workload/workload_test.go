@@ -27,6 +27,11 @@ type memStore struct {
 
 	loseEvery int // acknowledge but drop every n-th append
 	appends   int
+	// beyondCommit makes replica n2 serve, at the end of its log, the last
+	// append that failed with an unknown outcome and was never applied (a
+	// deposed leader's uncommitted entry).
+	beyondCommit bool
+	pending      map[int32]string
 }
 
 func newMemStore() *memStore {
@@ -46,6 +51,10 @@ func (c memClient) Produce(_ context.Context, _ string, p int32, key, value stri
 		s.logs[p] = append(s.logs[p], history.Record{Offset: int64(len(s.logs[p])), Key: key, Value: value})
 		return 0, errMaybe
 	case 2:
+		if s.pending == nil {
+			s.pending = map[int32]string{}
+		}
+		s.pending[p] = value
 		return 0, errMaybe
 	}
 	s.appends++
@@ -73,8 +82,15 @@ func (c memClient) Fetch(_ context.Context, req FetchRequest) (FetchResult, erro
 	return c.read(req), nil
 }
 
-func (c memClient) FetchFromNode(_ context.Context, _ string, req FetchRequest) (FetchResult, error) {
-	return c.read(req), nil
+func (c memClient) FetchFromNode(_ context.Context, node string, req FetchRequest) (FetchResult, error) {
+	res := c.read(req)
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.pending[req.Partition]; s.beyondCommit && node == "n2" && len(res.Records) == 0 && v != "" {
+		res.Records = append(res.Records, history.Record{Offset: res.HighWatermark, Value: v})
+	}
+	return res, nil
 }
 
 func (c memClient) CommitOffset(_ context.Context, _, _ string, p int32, off int64) error {
@@ -158,6 +174,24 @@ func TestWorkloadSeesLostWrites(t *testing.T) {
 	res := checker.Check(run(t, s), checker.Config{})
 	require.Equal(t, checker.Fail, res.Verdict)
 	require.Greater(t, res.Counts[checker.LostWrite]+res.Counts[checker.Unseen], 0, "%v", res.Counts)
+}
+
+// TestWorkloadSeesReplicaServingUncommitted: a replica that serves an
+// entry that never commits is caught by the replica followers.
+func TestWorkloadSeesReplicaServingUncommitted(t *testing.T) {
+	s := newMemStore()
+	s.beyondCommit = true
+	ops := run(t, s)
+	res := checker.Check(ops, checker.Config{})
+	require.Equal(t, checker.Fail, res.Verdict)
+	require.Greater(t, res.Counts[checker.InconsistentOffsets], 0, "%v", res.Counts)
+	nodes := map[string]bool{}
+	for _, op := range ops {
+		if op.F == history.FPoll && op.Node != "" {
+			nodes[op.Node] = true
+		}
+	}
+	require.Equal(t, map[string]bool{"n1": true, "n2": true}, nodes, "every replica is followed")
 }
 
 func TestHomePartitions(t *testing.T) {
