@@ -62,13 +62,16 @@ type ReplicaView struct {
 // clusterStatusTimeout bounds the status call to each member.
 const clusterStatusTimeout = 2 * time.Second
 
-// ClusterView gathers the view, asking every alive member for its status
-// in parallel.
-func (n *Node) ClusterView(ctx context.Context) *ClusterView {
-	self := n.Status()
-	v := &ClusterView{Node: n.cfg.ID, MetadataLeader: self.MetadataLeader, Members: self.Members, Generated: time.Now().UTC()}
+// memberStatuses asks every alive member (itself included) for its status
+// in parallel; it returns the answers by node id and, sorted, the alive
+// members that did not answer.
+func (n *Node) memberStatuses(ctx context.Context) (map[string]*transport.StatusResponse, []string) {
+	return n.memberStatusesFrom(ctx, n.Status())
+}
 
+func (n *Node) memberStatusesFrom(ctx context.Context, self *transport.StatusResponse) (map[string]*transport.StatusResponse, []string) {
 	statuses := map[string]*transport.StatusResponse{n.cfg.ID: self}
+	var unreachable []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range self.Members {
@@ -85,14 +88,25 @@ func (n *Node) ClusterView(ctx context.Context) *ClusterView {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				v.Unreachable = append(v.Unreachable, m.ID)
+				unreachable = append(unreachable, m.ID)
 				return
 			}
 			statuses[m.ID] = &st
 		}(m)
 	}
 	wg.Wait()
-	sort.Strings(v.Unreachable)
+	sort.Strings(unreachable)
+	return statuses, unreachable
+}
+
+// ClusterView gathers the view, asking every alive member for its status
+// in parallel.
+func (n *Node) ClusterView(ctx context.Context) *ClusterView {
+	self := n.Status()
+	v := &ClusterView{Node: n.cfg.ID, MetadataLeader: self.MetadataLeader, Members: self.Members, Generated: time.Now().UTC()}
+
+	statuses, unreachable := n.memberStatusesFrom(ctx, self)
+	v.Unreachable = unreachable
 
 	type pk struct {
 		topic string

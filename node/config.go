@@ -35,6 +35,10 @@ type Config struct {
 	// KafkaInitialRebalanceDelay holds the first rebalance of an empty
 	// group open for more members (Kafka's group.initial.rebalance.delay.ms).
 	KafkaInitialRebalanceDelay time.Duration
+	// KafkaISRLagMax is how long a follower may stay behind its leader's
+	// commit index before Metadata leaves it out of the ISR (Kafka's
+	// replica.lag.time.max.ms; default 10s).
+	KafkaISRLagMax time.Duration
 
 	MaxBatchBytes int // largest produce batch accepted (default 1 MiB)
 	MaxFrameBytes int // largest RPC frame (default 16 MiB)

@@ -31,6 +31,7 @@ func (n *Node) listenKafka() error {
 		InitialRebalanceDelay: n.cfg.KafkaInitialRebalanceDelay,
 	})
 	n.kafka = &kafkaState{groups: groups}
+	n.isr = newISRTracker(n.cfg.KafkaISRLagMax)
 	if n.cfg.KafkaAddr == "" {
 		return nil
 	}
@@ -66,6 +67,7 @@ func (n *Node) serveKafka() {
 			}
 		})
 		n.logger.Info("kafka listener started", "addr", n.kafka.server.Addr().String(), "advertised", n.cfg.KafkaAdvertisedAddr)
+		n.goLoop("kafka-isr", n.isrLoop)
 	}
 	n.goLoop("kafka-coordinator", func() {
 		wasLeader := false

@@ -104,12 +104,12 @@ func (k *kafkaCluster) partitionInfo(topic string, p fsm.PartitionAssignment, me
 		}
 	}
 	pi := kafka.PartitionInfo{ID: p.ID, Leader: -1, LeaderEpoch: int32(term)}
+	now := time.Now()
 	for _, id := range p.Replicas {
 		pi.Replicas = append(pi.Replicas, kafkaBrokerID(id))
-		// ISR: replicas that are alive. A follower's Raft match index is
-		// not exposed by hashicorp/raft, so a live but lagging follower is
-		// still listed.
-		if _, ok := members[id]; ok {
+		// ISR: the live leader, and live followers that kept up with the
+		// leader's commits (see isrTracker).
+		if _, ok := members[id]; ok && (id == leader || k.n.isr.inSync(partKey{topic, p.ID}, id, now)) {
 			pi.ISR = append(pi.ISR, kafkaBrokerID(id))
 		}
 	}

@@ -37,6 +37,7 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	kafka   *kafkaState // nil without --kafka-addr
+	isr     *isrTracker // in-sync replicas for the Kafka listener's Metadata
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica

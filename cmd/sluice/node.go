@@ -62,6 +62,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&cfg.KafkaAdvertisedAddr, "kafka-advertised-addr", "", "Kafka address given to clients in metadata (default: the bound --kafka-addr)")
 	f.BoolVar(&kafkaAutoCreate, "kafka-auto-create-topics", true, "let Kafka clients create missing topics (Metadata/Produce), as Kafka's auto.create.topics.enable")
 	f.IntVar(&cfg.KafkaDefaultPartitions, "kafka-default-partitions", 3, "partitions of a topic auto-created or created without a count by a Kafka client")
+	f.DurationVar(&cfg.KafkaISRLagMax, "kafka-isr-lag-max", 10*time.Second, "a follower behind its leader's commits this long leaves the ISR in Kafka metadata (replica.lag.time.max.ms)")
 	f.DurationVar(&cfg.OffsetsRetention, "offsets-retention", 7*24*time.Hour, "expire a consumer group's offsets this long after its last commit (negative: never)")
 	f.DurationVar(&cfg.MaxTimestampAhead, "max-timestamp-ahead", time.Hour, "refuse record batches timestamped further ahead of the leader's clock (negative: no check)")
 	f.Int64Var(&cfg.MinFreeBytes, "min-free-bytes", 64<<20, "free-space floor of the data dir: below it produces and offset commits are refused (retriable) until space is freed; negative disables")
