@@ -23,8 +23,9 @@ type SelfTestCase struct {
 	Node    string
 	Nemeses []string
 	Expect  []checker.Kind
-	// OpTimeout, when set, bounds each client operation of the run.
+	// OpTimeout and Producers, when set, override the run's.
 	OpTimeout time.Duration
+	Producers int
 }
 
 // SelfTestCases lists the clean run and one case per failpoint.
@@ -37,15 +38,18 @@ func SelfTestCases() []SelfTestCase {
 			Expect: []checker.Kind{checker.LostWrite, checker.Unseen, checker.InconsistentOffsets}},
 		{Name: failpoint.DropAppliedBatch, Failpoint: failpoint.DropAppliedBatch, Node: "n1", Nemeses: []string{"kill-leader"},
 			Expect: []checker.Kind{checker.Divergence, checker.LostWrite, checker.InconsistentOffsets}},
-		// A cut-off leader's uncommitted tail is exactly the sends stuck on
-		// it; if the client retries them on the new leader they land at the
-		// same offsets and the served tail looks right. Sends that give up
-		// before the election ends (info; the process goes on with new
-		// values) leave those offsets to other values, so reading the
-		// uncommitted tail (the replica followers poll the cut-off node
-		// throughout) shows as two values at one offset.
+		// A cut-off leader's uncommitted tail is the sends that reach it
+		// after the cut and before it steps down (its lease, ~250 ms), so
+		// many producers per partition (8 for the short run's 3
+		// partitions) keep some arriving then. If the client retried them
+		// on the new leader they would land at the same offsets and the
+		// served tail would look right; sends that give up before the
+		// election ends (info; the process goes on with new values) leave
+		// those offsets to other values, so reading the uncommitted tail
+		// (the replica followers poll the cut-off node throughout) shows
+		// as two values at one offset.
 		{Name: failpoint.ServeBeyondCommit, Failpoint: failpoint.ServeBeyondCommit, Nemeses: []string{"partition-leader"},
-			OpTimeout: 700 * time.Millisecond,
+			OpTimeout: 700 * time.Millisecond, Producers: 24,
 			Expect:    []checker.Kind{checker.AbortedRead, checker.PhantomRead, checker.InconsistentOffsets, checker.NonmonotonicPoll, checker.PollSkip}},
 		{Name: failpoint.ForgetGroupOffset, Failpoint: failpoint.ForgetGroupOffset, Nemeses: []string{"restart-all"},
 			Expect: []checker.Kind{checker.OffsetRegression}},
@@ -72,6 +76,9 @@ func (c SelfTestCase) Apply(opts *Options) {
 	opts.Nemeses = c.Nemeses
 	if c.OpTimeout > 0 {
 		opts.OpTimeout = c.OpTimeout
+	}
+	if c.Producers > 0 {
+		opts.Producers = c.Producers
 	}
 	if c.Failpoint != "" {
 		key := "*"
