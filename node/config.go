@@ -15,9 +15,13 @@ import (
 
 // Config is everything a node needs to start. Zero durations take defaults.
 type Config struct {
-	ID              string
-	DataDir         string
-	Addr            string   // RPC + Raft port (host:port); its host is also the source address of every dial
+	ID      string
+	DataDir string
+	Addr    string // RPC + Raft port (host:port); its host is also the source address of every dial
+	// AdvertiseAddr is the RPC address given to peers and clients when it
+	// is not Addr, e.g. a proxy in front of the port (the chaos harness's
+	// delay nemesis). Default: Addr.
+	AdvertiseAddr   string
 	GossipAddr      string   // memberlist, TCP and UDP
 	HTTPAddr        string   // health, status, metrics; "" disables
 	Join            []string // gossip seeds
@@ -111,6 +115,11 @@ func (c *Config) setDefaults() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("invalid --addr %q: %w", c.Addr, err)
 	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("invalid --advertise-addr %q: %w", c.AdvertiseAddr, err)
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
 		return fmt.Errorf("invalid --gossip-addr %q: %w", c.GossipAddr, err)
 	}
@@ -174,6 +183,14 @@ func setDur(d *time.Duration, def time.Duration) {
 
 // sourceHost is the host every outgoing connection binds to, so that
 // network rules can tell nodes apart by source address.
+// rpcAdvertised is the RPC address peers and clients are told to dial.
+func (c *Config) rpcAdvertised() string {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr
+	}
+	return c.Addr
+}
+
 func (c *Config) sourceHost() string {
 	h, _, _ := net.SplitHostPort(c.Addr)
 	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {

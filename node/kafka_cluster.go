@@ -295,7 +295,7 @@ func (k *kafkaCluster) onLeader(ctx context.Context, topic string, partition int
 	for attempt := 0; ; attempt++ {
 		if r := k.n.replica(topic, partition); r != nil && r.isLeader() {
 			err = local()
-		} else if addr := k.partitionLeaderAddr(topic, partition); addr != "" && addr != k.n.Addr() {
+		} else if addr := k.partitionLeaderAddr(topic, partition); addr != "" && addr != k.n.Addr() && addr != k.n.cfg.rpcAdvertised() {
 			err = remote(ctx, addr)
 		} else if _, lerr := k.n.leaderReplica(topic, partition, false); lerr != nil {
 			err = lerr

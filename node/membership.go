@@ -74,7 +74,7 @@ func newMembership(cfg *Config) (*membership, error) {
 	}
 	// own is republished whole on every change (bootstrap state), so it
 	// must carry every address.
-	own := memberMeta{ID: cfg.ID, RPCAddr: cfg.Addr, HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr}
+	own := memberMeta{ID: cfg.ID, RPCAddr: cfg.rpcAdvertised(), HTTPAddr: cfg.HTTPAddr, KafkaAddr: cfg.KafkaAdvertisedAddr}
 	meta, err := msgpack.Marshal(own)
 	if err != nil {
 		return nil, fmt.Errorf("encode gossip meta: %w", err)

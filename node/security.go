@@ -76,6 +76,7 @@ func hostIP(addr string) netip.Addr {
 func (n *Node) muxConfig() transport.Config {
 	return transport.Config{
 		Addr:          n.cfg.Addr,
+		AdvertiseAddr: n.cfg.AdvertiseAddr,
 		MaxFrameBytes: n.cfg.MaxFrameBytes,
 		Logger:        n.logger,
 		AllowRaft:     n.isPeerHost,

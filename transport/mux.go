@@ -52,6 +52,10 @@ type Config struct {
 	// host, when it is a specific IP, is also the source address of every
 	// outgoing Raft connection (see LocalHost).
 	Addr string
+	// AdvertiseAddr is the address peers are told to dial, when it is not
+	// Addr (e.g. a proxy in front of the port); Raft groups advertise it
+	// as this node's address. Default: the bound address.
+	AdvertiseAddr string
 	// MaxFrameBytes bounds client RPC frames in both directions; <= 0 means
 	// DefaultMaxFrameBytes.
 	MaxFrameBytes int
@@ -147,6 +151,7 @@ func nodeCert(c *tls.Conn) bool {
 // its first byte to a Raft group's stream layer or to the client RPC server.
 type Mux struct {
 	ln            net.Listener
+	advertise     string
 	maxFrame      int
 	log           *slog.Logger
 	localHost     string
@@ -215,6 +220,7 @@ func Listen(cfg Config) (*Mux, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{
 		ln:            ln,
+		advertise:     cfg.AdvertiseAddr,
 		maxFrame:      maxFrame,
 		log:           log.With("component", "transport", "addr", ln.Addr().String()),
 		localHost:     hostOf(ln.Addr()),
@@ -264,6 +270,21 @@ func remoteIP(c net.Conn) (netip.Addr, bool) {
 // Addr returns the address the Mux listens on (with the real port when
 // Config.Addr asked for port 0).
 func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// AdvertisedAddr is the address peers dial: Config.AdvertiseAddr, else the
+// bound address.
+func (m *Mux) AdvertisedAddr() net.Addr {
+	if m.advertise == "" {
+		return m.ln.Addr()
+	}
+	return advertisedAddr(m.advertise)
+}
+
+// advertisedAddr is a host:port given by configuration, not bound here.
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }
 
 // LocalHost returns the IP that outgoing connections are bound to, taken
 // from the listening address; "" when the Mux listens on all addresses.

@@ -100,10 +100,11 @@ func (l *RaftLayer) Close() error {
 	return nil
 }
 
-// Addr returns the Mux's listening address. raft.NetworkTransport
-// advertises it as this node's address unless a ServerAddressProvider is
-// configured, so listen on a specific IP rather than 0.0.0.0.
-func (l *RaftLayer) Addr() net.Addr { return l.m.Addr() }
+// Addr returns the Mux's advertised address (its listening address unless
+// configured otherwise). raft.NetworkTransport advertises it as this
+// node's address unless a ServerAddressProvider is configured, so listen
+// on a specific IP rather than 0.0.0.0.
+func (l *RaftLayer) Addr() net.Addr { return l.m.AdvertisedAddr() }
 
 // Dial connects to the peer's port from the Mux's LocalHost and writes the
 // Raft header for this group. timeout bounds both connecting and writing

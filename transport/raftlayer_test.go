@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -277,4 +278,15 @@ func TestRaftHeaderLayout(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("connection with a hand-written header was not routed")
 	}
+}
+
+func TestRaftLayerAdvertisesTheConfiguredAddress(t *testing.T) {
+	m, err := Listen(Config{Addr: "127.0.0.1:0", AdvertiseAddr: "127.0.0.1:1234", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Close() })
+	l, err := m.RaftLayer("p0")
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:1234", l.Addr().String())
+	assert.Equal(t, "tcp", l.Addr().Network())
+	assert.NotEqual(t, "127.0.0.1:1234", m.Addr().String(), "the mux still listens where it bound")
 }

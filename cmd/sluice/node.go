@@ -47,6 +47,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&cfg.ID, "id", "", "unique node id (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for Raft logs, snapshots and partition segments (required)")
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:7071", "RPC and Raft address (host:port); its host is the source address of every connection the node opens")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "RPC address given to peers and clients when it is not --addr (e.g. a proxy in front of the port)")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "gossip address (TCP and UDP)")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8081", "HTTP address for /healthz, /v1/status, /metrics (empty disables)")
 	f.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
