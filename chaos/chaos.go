@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-io/sluice/chaos/history"
 	"github.com/sluice-io/sluice/chaos/lazyfs"
 	"github.com/sluice-io/sluice/chaos/nemesis"
+	"github.com/sluice-io/sluice/chaos/netproxy"
 	"github.com/sluice-io/sluice/chaos/report"
 	"github.com/sluice-io/sluice/chaos/workload"
 	"github.com/sluice-io/sluice/client"
@@ -347,6 +348,8 @@ type run struct {
 
 	cl  *cluster.Cluster
 	ipt *nemesis.Iptables
+	// proxy sits in front of every node's port when a delay kind runs.
+	proxy *netproxy.Proxy
 	rec *history.Recorder
 	hf  *os.File
 	// restoreBridge undoes a change of the bridge netfilter sysctl.
@@ -415,15 +418,30 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 		}
 	}
 	lazy := r.powerLossPossible()
+	proxied := len(nemesis.ProxyKinds(r.kinds)) > 0
 	cl, err := cluster.New(cluster.Config{
 		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
 		ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 		LazyFS: lazy, LazyFSOptions: lazyfs.Options{Torn: opts.TornWrites, Strict: opts.StrictDirs, Seed: opts.Seed},
+		Proxied: proxied,
 	})
 	if err != nil {
 		return netw, err
 	}
 	r.cl = cl
+	if proxied {
+		var eps []netproxy.Endpoint
+		for _, id := range cl.Nodes() {
+			n := cl.Node(id)
+			eps = append(eps, netproxy.Endpoint{ID: id, Listen: n.ProxyAddr, Target: n.RPCAddr, Host: n.Host})
+		}
+		p, err := netproxy.Start(eps, opts.Seed, r.logger.With("component", "netproxy"))
+		if err != nil {
+			return netw, fmt.Errorf("chaos: %w", err)
+		}
+		r.proxy = p
+		r.logger.Info("nodes behind proxies", "proxies", p.Addrs())
+	}
 	return netw, nil
 }
 
@@ -465,6 +483,9 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	env.Admin = admin
 	if r.cl.CanPowerLoss() {
 		env.Power = r.cl
+	}
+	if r.proxy != nil {
+		env.Links = r.proxy
 	}
 	plan := nemesis.Plan(r.kinds, opts.Interval, opts.TimeLimit, rand.New(rand.NewSource(opts.Seed)))
 	sched := &nemesis.Scheduler{Env: env, Recorder: r.rec, Logger: r.logger}
@@ -514,6 +535,9 @@ func (r *run) healAll(ctx context.Context, netw nemesis.Network) error {
 	hctx, cancel := teardownCtx(ctx, 60*time.Second)
 	defer cancel()
 	inv := r.rec.Now()
+	if r.proxy != nil {
+		r.proxy.Reset()
+	}
 	err := nemesis.HealAll(hctx, r.cl, netw)
 	op := history.Op{Process: history.NemesisProcess, F: history.FHeal, Type: history.OK, Invoke: inv, Complete: r.rec.Now(), Fault: "heal-all"}
 	if err != nil {
@@ -572,9 +596,18 @@ func (r *run) finish() error {
 			errs = append(errs, err)
 		}
 	}
+	if r.proxy != nil {
+		// Lifted first so the nodes' last words reach each other.
+		r.proxy.Reset()
+	}
 	if r.cl != nil {
 		if err := r.cl.Shutdown(tctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop cluster: %w", err))
+		}
+	}
+	if r.proxy != nil {
+		if err := r.proxy.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close proxies: %w", err))
 		}
 	}
 	if r.restoreBridge != nil {

@@ -162,6 +162,11 @@ func (r *run) setupDocker(ctx context.Context) (nemesis.Network, error) {
 	r.logger.Info("docker image ready", "image", info.Image)
 
 	r.powerLossPossible() // never in Docker mode: notes the skip
+	if delay := nemesis.ProxyKinds(r.kinds); len(delay) > 0 {
+		r.note("delay faults SKIPPED (Docker mode): the proxies in front of the nodes run in process mode only")
+		r.res.Skipped = append(r.res.Skipped, delay...)
+		r.kinds = nemesis.WithoutProxy(r.kinds)
+	}
 	r.cl, err = cluster.NewDocker(ctx, cluster.Config{
 		Nodes: opts.Nodes, Dir: r.dir, ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 	}, cluster.DockerConfig{Image: info.Image})

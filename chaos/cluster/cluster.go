@@ -55,7 +55,11 @@ type Config struct {
 	// PowerLoss.
 	LazyFS        bool
 	LazyFSOptions lazyfs.Options
-	Logger        *slog.Logger
+	// Proxied gives each node a second address on its host (ProxyAddr),
+	// which it advertises to peers and clients instead of its own, for a
+	// proxy the harness runs in front of its port (process mode).
+	Proxied bool
+	Logger  *slog.Logger
 }
 
 // Node is one node of the cluster.
@@ -65,6 +69,9 @@ type Node struct {
 	RPCAddr    string
 	GossipAddr string
 	HTTPAddr   string
+	// ProxyAddr is where the proxy in front of RPCAddr listens, the
+	// address the node advertises ("" when not proxied).
+	ProxyAddr string
 	// DataDir is the node's data directory on the host (bind-mounted at
 	// /data in Docker mode).
 	DataDir string
@@ -143,7 +150,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.rt = &processRuntime{c: c}
 	for i := 1; i <= cfg.Nodes; i++ {
 		host := fmt.Sprintf("127.0.0.%d", cfg.BaseHost+i-1)
-		ports, err := freePorts(host, 3)
+		ports, err := freePorts(host, 4)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: free ports on %s: %w", host, err)
 		}
@@ -156,6 +163,9 @@ func New(cfg Config) (*Cluster, error) {
 			HTTPAddr:   net.JoinHostPort(host, strconv.Itoa(ports[2])),
 			DataDir:    filepath.Join(cfg.Dir, "data", id),
 			LogPath:    filepath.Join(cfg.Dir, id+".log"),
+		}
+		if cfg.Proxied {
+			n.ProxyAddr = net.JoinHostPort(host, strconv.Itoa(ports[3]))
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
@@ -292,6 +302,9 @@ func (c *Cluster) args(n *Node, dataDir string) []string {
 		"--http-addr", n.HTTPAddr,
 		"--join", strings.Join(seeds, ","),
 		"--bootstrap-expect", strconv.Itoa(c.cfg.BootstrapExpect),
+	}
+	if n.ProxyAddr != "" {
+		args = append(args, "--advertise-addr", n.ProxyAddr)
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }
