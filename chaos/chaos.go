@@ -350,8 +350,8 @@ type run struct {
 	ipt *nemesis.Iptables
 	// proxy sits in front of every node's port when a delay kind runs.
 	proxy *netproxy.Proxy
-	rec *history.Recorder
-	hf  *os.File
+	rec   *history.Recorder
+	hf    *os.File
 	// restoreBridge undoes a change of the bridge netfilter sysctl.
 	restoreBridge func() error
 }

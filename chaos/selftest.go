@@ -50,7 +50,7 @@ func SelfTestCases() []SelfTestCase {
 		// as two values at one offset.
 		{Name: failpoint.ServeBeyondCommit, Failpoint: failpoint.ServeBeyondCommit, Nemeses: []string{"partition-leader"},
 			OpTimeout: 700 * time.Millisecond, Producers: 24,
-			Expect:    []checker.Kind{checker.AbortedRead, checker.PhantomRead, checker.InconsistentOffsets, checker.NonmonotonicPoll, checker.PollSkip}},
+			Expect: []checker.Kind{checker.AbortedRead, checker.PhantomRead, checker.InconsistentOffsets, checker.NonmonotonicPoll, checker.PollSkip}},
 		{Name: failpoint.ForgetGroupOffset, Failpoint: failpoint.ForgetGroupOffset, Nemeses: []string{"restart-all"},
 			Expect: []checker.Kind{checker.OffsetRegression}},
 		{Name: failpoint.SkipIdempotence, Failpoint: failpoint.SkipIdempotence, Nemeses: []string{"partition-leader", "kill-leader"},

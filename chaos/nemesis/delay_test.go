@@ -9,7 +9,9 @@ import (
 	"github.com/sluice-io/sluice/chaos/netproxy"
 )
 
-type fakeShaper struct{ links map[netproxy.Pair]netproxy.Link }
+type fakeShaper struct {
+	links map[netproxy.Pair]netproxy.Link
+}
 
 func (f *fakeShaper) Set(l map[netproxy.Pair]netproxy.Link) { f.links = l }
 func (f *fakeShaper) Reset()                                { f.links = nil }
