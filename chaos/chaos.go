@@ -63,9 +63,14 @@ type Options struct {
 	// fault [10s].
 	Interval time.Duration
 	// Faults, when positive, makes the run a soak of that many fault/heal
-	// cycles: TimeLimit becomes (2 × Faults + 1) × Interval. (The history is
-	// still checked as one, not in windows.)
+	// cycles: TimeLimit becomes (2 × Faults + 1) × Interval.
 	Faults int
+	// WindowFaults is how many fault cycles of a soak are checked together
+	// [10]: after each window the workload pauses for the window's segment
+	// reads (an interval of calm, then a few seconds), and the window's
+	// operations leave memory once checked. Negative: check the soak's
+	// history as one.
+	WindowFaults int
 	// Rate is the target number of sends per second [100].
 	Rate float64
 	// Topic [chaos], Partitions [4], ReplicationFactor [min(3, Nodes)] and
@@ -154,6 +159,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Faults > 0 {
 		o.TimeLimit = time.Duration(2*o.Faults+1) * o.Interval
+		if o.WindowFaults == 0 {
+			o.WindowFaults = 10
+		}
 	}
 	if o.Rate <= 0 {
 		o.Rate = 100
@@ -234,6 +242,8 @@ type Results struct {
 	Check   *checker.Result `json:"check"`
 	// Docker describes the image and network of a Docker-mode run.
 	Docker *DockerInfo `json:"docker,omitempty"`
+	// Soak describes a soak checked in windows.
+	Soak *SoakInfo `json:"soak,omitempty"`
 	// Notes say what was left out and why (e.g. partitions without root).
 	Notes []string `json:"notes,omitempty"`
 	// Skipped are fault kinds asked for but not injected (e.g. power loss
@@ -241,6 +251,14 @@ type Results struct {
 	Skipped []string `json:"skipped_faults,omitempty"`
 	// Errors are harness problems (not anomalies of the store).
 	Errors []string `json:"errors,omitempty"`
+}
+
+// SoakInfo is how a soak ran: its fault cycles, checked in windows of
+// WindowFaults cycles.
+type SoakInfo struct {
+	Cycles       int `json:"cycles"`
+	WindowFaults int `json:"window_faults"`
+	Windows      int `json:"windows"`
 }
 
 // AnomalyCount counts the checker's anomalies and node crashes.
@@ -350,6 +368,12 @@ type run struct {
 	ipt *nemesis.Iptables
 	// proxy sits in front of every node's port when a delay kind runs.
 	proxy *netproxy.Proxy
+	// soak checks a windowed soak's history (nil otherwise).
+	soak *soakChecker
+	// plotOps are the operations the report plots (a soak's sample), and
+	// throughput a soak's ok operations per second per function.
+	plotOps    []history.Op
+	throughput map[string][]float64
 	rec   *history.Recorder
 	hf    *os.File
 	// restoreBridge undoes a change of the bridge netfilter sysctl.
@@ -487,8 +511,11 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	if r.proxy != nil {
 		env.Links = r.proxy
 	}
-	plan := nemesis.Plan(r.kinds, opts.Interval, opts.TimeLimit, rand.New(rand.NewSource(opts.Seed)))
 	sched := &nemesis.Scheduler{Env: env, Recorder: r.rec, Logger: r.logger}
+	if r.windowed() {
+		return r.soakWindows(ctx, netw, wl, sched)
+	}
+	plan := nemesis.Plan(r.kinds, opts.Interval, opts.TimeLimit, rand.New(rand.NewSource(opts.Seed)))
 
 	r.logger.Info("workload and nemesis start", "time_limit", opts.TimeLimit, "faults", len(plan), "kinds", r.kinds, "rate", opts.Rate)
 	wctx, wcancel := context.WithTimeout(ctx, opts.TimeLimit+opts.Recovery)
@@ -529,6 +556,88 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 		r.note("final reads incomplete: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// windowed reports whether the run is a soak checked in windows.
+func (r *run) windowed() bool { return r.opts.Faults > 0 && r.opts.WindowFaults > 0 }
+
+// soakWindows runs a soak's fault cycles in windows of WindowFaults: after
+// each window's last heal and an interval of calm, the workload is
+// quiesced, the window's new log segments are read, its operations go to
+// the soak checker and leave memory, and the workload resumes. The last
+// window ends like any run: heal all, recovery, final (segment) reads.
+func (r *run) soakWindows(ctx context.Context, netw nemesis.Network, wl *workload.Workload, sched *nemesis.Scheduler) error {
+	opts := r.opts
+	r.soak = newSoakChecker(checker.Config{LinearizabilityTimeout: opts.LinearizabilityTimeout, VisualizeDir: r.dir}, r.logger)
+	r.res.Soak = &SoakInfo{Cycles: opts.Faults, WindowFaults: opts.WindowFaults}
+	catchUp := min(opts.Recovery, 15*time.Second)
+	rng := rand.New(rand.NewSource(opts.Seed))
+	r.logger.Info("soak start", "cycles", opts.Faults, "window", opts.WindowFaults, "kinds", r.kinds, "rate", opts.Rate)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	werr := make(chan error, 1)
+	go func() { werr <- wl.Run(wctx) }()
+
+	var errs []error
+	for left := opts.Faults; left > 0 && ctx.Err() == nil; {
+		n := min(left, opts.WindowFaults)
+		left -= n
+		// n faults at 1, 3, ..., 2n-1 intervals, the last healed at 2n.
+		plan := nemesis.Plan(r.kinds, opts.Interval, time.Duration(2*n)*opts.Interval, rng)
+		if err := sched.Run(ctx, plan); err != nil {
+			errs = append(errs, fmt.Errorf("nemesis: %w", err))
+		}
+		r.res.Soak.Windows++
+		if left == 0 {
+			break
+		}
+		if !sleepCtx(ctx, opts.Interval) {
+			break
+		}
+		resume := wl.Quiesce()
+		r.soak.idle()
+		fctx, fcancel := context.WithTimeout(ctx, opts.FinalReadTimeout)
+		if err := wl.SegmentReads(fctx, catchUp, r.soak.start(opts.Topic)); err != nil {
+			r.note("window %d: segment reads incomplete: %v", r.res.Soak.Windows, err)
+		}
+		fcancel()
+		ops := r.rec.Drain()
+		resume()
+		r.logger.Info("soak window done", "window", r.res.Soak.Windows, "ops", len(ops))
+		r.soak.submit(ops)
+	}
+	if err := r.healAll(ctx, netw); err != nil {
+		errs = append(errs, err)
+	}
+	r.logger.Info("faults healed; recovery period", "recovery", opts.Recovery)
+	sleepCtx(ctx, opts.Recovery)
+	wcancel()
+	if err := <-werr; err != nil {
+		errs = append(errs, fmt.Errorf("workload: %w", err))
+	}
+	if ctx.Err() != nil {
+		return errors.Join(append(errs, fmt.Errorf("chaos: run interrupted: %w", ctx.Err()))...)
+	}
+	r.logger.Info("final reads")
+	r.soak.idle()
+	fctx, fcancel := context.WithTimeout(ctx, opts.FinalReadTimeout)
+	defer fcancel()
+	if err := wl.SegmentReads(fctx, catchUp, r.soak.start(opts.Topic)); err != nil {
+		r.note("final reads incomplete: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// sleepCtx waits d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (r *run) healAll(ctx context.Context, netw nemesis.Network) error {
@@ -625,13 +734,21 @@ func (r *run) finish() error {
 		r.hf.Close()
 	}
 
-	ops := r.rec.Ops()
-	r.logger.Info("checking history", "ops", len(ops))
-	check := checker.Check(ops, checker.Config{LinearizabilityTimeout: r.opts.LinearizabilityTimeout, VisualizeDir: r.dir})
-	for i := range check.Linearizability {
-		if v := check.Linearizability[i].Visualization; v != "" {
-			check.Linearizability[i].Visualization = filepath.Base(v)
+	var check *checker.Result
+	if r.soak != nil {
+		ops := r.rec.Drain()
+		r.logger.Info("checking the last soak window", "ops", len(ops))
+		check, r.plotOps, r.throughput = r.soak.finish(ops)
+	} else {
+		ops := r.rec.Ops()
+		r.logger.Info("checking history", "ops", len(ops))
+		check = checker.Check(ops, checker.Config{LinearizabilityTimeout: r.opts.LinearizabilityTimeout, VisualizeDir: r.dir})
+		for i := range check.Linearizability {
+			if v := check.Linearizability[i].Visualization; v != "" {
+				check.Linearizability[i].Visualization = filepath.Base(v)
+			}
 		}
+		r.plotOps = ops
 	}
 	r.res.Check = check
 	r.res.Verdict = check.Verdict
@@ -641,7 +758,7 @@ func (r *run) finish() error {
 	if len(r.res.Errors) > 0 && r.res.Verdict == checker.Pass {
 		r.res.Verdict = checker.Inconclusive
 	}
-	r.res.Faults = report.FaultWindows(ops)
+	r.res.Faults = report.FaultWindows(r.plotOps)
 
 	if err := r.writeResults(); err != nil {
 		errs = append(errs, err)
@@ -682,8 +799,8 @@ func (r *run) writeResults() error {
 		}
 	}
 	return report.Write(report.Input{
-		Title: "Sluice chaos: " + r.res.Name, Dir: r.dir, Ops: r.rec.Ops(), Check: r.res.Check,
-		Facts: facts, Notes: notes, Links: links, Faults: r.res.Faults,
+		Title: "Sluice chaos: " + r.res.Name, Dir: r.dir, Ops: r.plotOps, Check: r.res.Check,
+		Facts: facts, Notes: notes, Links: links, Faults: r.res.Faults, Throughput: r.throughput,
 	})
 }
 
@@ -710,6 +827,9 @@ func (r *Results) Summary() string {
 	fmt.Fprintf(&b, "  %d nodes, %s of faults (%s) + %s recovery, %d faults injected\n",
 		r.Options.Nodes, r.Options.TimeLimit, strings.Join(r.Kinds, ","), r.Options.Recovery, len(r.Faults))
 	fmt.Fprintf(&b, "  nodes run as %s\n", r.runtime())
+	if s := r.Soak; s != nil {
+		fmt.Fprintf(&b, "  soak: %d fault cycles, checked in %d windows of up to %d cycles\n", s.Cycles, s.Windows, s.WindowFaults)
+	}
 	if len(r.Faults) > 0 {
 		perKind := map[string]int{}
 		for _, f := range r.Faults {
@@ -753,11 +873,26 @@ func (r *Results) Summary() string {
 		} else {
 			fmt.Fprintf(&b, "  no anomalies\n")
 		}
-		var lin []string
-		for _, l := range c.Linearizability {
-			lin = append(lin, fmt.Sprintf("%s/%d %s", l.Topic, l.Partition, l.Result))
+		if r.Soak != nil {
+			// One result per window and partition: count them.
+			byResult := map[string]int{}
+			for _, l := range c.Linearizability {
+				byResult[l.Result]++
+			}
+			var lin []string
+			for _, res := range []string{"ok", "illegal", "inconclusive", "skipped"} {
+				if n := byResult[res]; n > 0 {
+					lin = append(lin, fmt.Sprintf("%s %d", res, n))
+				}
+			}
+			fmt.Fprintf(&b, "  linearizability (windows × partitions): %s\n", strings.Join(lin, ", "))
+		} else {
+			var lin []string
+			for _, l := range c.Linearizability {
+				lin = append(lin, fmt.Sprintf("%s/%d %s", l.Topic, l.Partition, l.Result))
+			}
+			fmt.Fprintf(&b, "  linearizability: %s\n", strings.Join(lin, ", "))
 		}
-		fmt.Fprintf(&b, "  linearizability: %s\n", strings.Join(lin, ", "))
 		var worst checker.Window
 		var worstP string
 		for _, p := range c.Partitions {

@@ -88,6 +88,14 @@ type Config struct {
 	// VisualizeDir, when set, receives Porcupine's HTML timeline for every
 	// partition found not linearizable.
 	VisualizeDir string
+	// Segments, when set, makes this a check of one window of a longer
+	// history (see Segments): the final reads are the window's segment
+	// reads, starting where the established log ends.
+	Segments *Segments
+	// From, in a window's check, is when the window began: operations that
+	// completed before it are context carried over from earlier windows,
+	// neither counted nor part of the window's unavailability.
+	From int64
 }
 
 func (c *Config) defaults() {
@@ -238,12 +246,15 @@ func Check(ops []history.Op, cfg Config) *Result {
 			faults = append(faults, op)
 			continue
 		}
-		m := c.res.Ops[op.F]
-		if m == nil {
-			m = map[history.Type]int{}
-			c.res.Ops[op.F] = m
+		context := op.Complete < cfg.From
+		if !context {
+			m := c.res.Ops[op.F]
+			if m == nil {
+				m = map[history.Type]int{}
+				c.res.Ops[op.F] = m
+			}
+			m[op.Type]++
 		}
-		m[op.Type]++
 		k := tp{op.Topic, op.Partition}
 		switch op.F {
 		case history.FSend, history.FPoll, history.FFinalRead:
@@ -251,7 +262,7 @@ func Check(ops []history.Op, cfg Config) *Result {
 		case history.FCommit, history.FFetchOffset:
 			byGroup[gtp{op.Group, k}] = append(byGroup[gtp{op.Group, k}], op)
 		}
-		if op.F == history.FSend {
+		if op.F == history.FSend && !context {
 			if workloadStart < 0 {
 				workloadStart = op.Invoke
 			}
@@ -314,6 +325,10 @@ func (c *checker) checkPartition(k tp, ops []history.Op, workload Window) Partit
 	an := func(kind Kind, detail string, opIdx ...int64) {
 		c.add(Anomaly{Kind: kind, Topic: k.topic, Partition: k.partition, Detail: detail, Ops: opIdx})
 	}
+	seg := c.cfg.Segments.get(k)
+	if seg != nil {
+		ops = c.belowSegment(k, seg, ops)
+	}
 
 	// Sends by value. Values are unique by construction of the workload.
 	sends := map[string][]history.Op{}
@@ -326,6 +341,9 @@ func (c *checker) checkPartition(k tp, ops []history.Op, workload Window) Partit
 		switch op.F {
 		case history.FSend:
 			sends[op.Value] = append(sends[op.Value], op)
+			if op.Complete < c.cfg.From {
+				continue // context from an earlier window, counted there
+			}
 			switch op.Type {
 			case history.OK:
 				sum.SendsOK++
@@ -472,7 +490,7 @@ func (c *checker) checkPartition(k tp, ops []history.Op, workload Window) Partit
 	if final == nil {
 		c.inconclusive("%s: no successful final linearizable read, lost writes cannot be ruled out", k)
 	} else {
-		sum.FinalLength = int64(len(final.Records))
+		sum.FinalLength = final.Offset + int64(len(final.Records))
 		if final.HighWatermark > sum.FinalLength {
 			sum.FinalLength = final.HighWatermark
 		}
@@ -570,10 +588,49 @@ func (c *checker) checkPartition(k tp, ops []history.Op, workload Window) Partit
 	}
 
 	// Linearizability of appends and linearizable reads.
-	c.res.Linearizability = append(c.res.Linearizability, c.checkLinearizable(k, ops, sends, final, valueAt))
+	c.res.Linearizability = append(c.res.Linearizability, c.checkLinearizable(k, ops, sends, final, valueAt, seg))
 
 	sum.LongestUnavailable = longestGap(okSends, workload)
 	return sum
+}
+
+// belowSegment takes out of a window's operations what lies below the
+// established log (records read there, acknowledgements of offsets there),
+// reporting each that disagrees with it, so the window's own checks see
+// only its segment.
+func (c *checker) belowSegment(k tp, seg *segment, ops []history.Op) []history.Op {
+	lo := seg.start()
+	out := make([]history.Op, 0, len(ops))
+	for _, op := range ops {
+		switch {
+		case op.F == history.FSend && op.Type == history.OK && op.Offset < lo:
+			if !seg.agrees(history.Record{Offset: op.Offset, Value: op.Value}) {
+				c.add(Anomaly{Kind: InconsistentOffsets, Topic: k.topic, Partition: k.partition, Ops: []int64{op.Index},
+					Detail: fmt.Sprintf("value %q acknowledged at offset %d, which an earlier window's read found holding another value", op.Value, op.Offset)})
+			}
+			// Its offset was checked with the earlier segment: it is
+			// context now, as an unknown outcome would be.
+			op.Type = history.Info
+		case op.F == history.FPoll || op.F == history.FFinalRead:
+			kept := op.Records[:0:0]
+			for _, r := range op.Records {
+				if r.Offset >= lo {
+					kept = append(kept, r)
+					continue
+				}
+				if !seg.agrees(r) {
+					c.add(Anomaly{Kind: InconsistentOffsets, Topic: k.topic, Partition: k.partition, Ops: []int64{op.Index},
+						Detail: fmt.Sprintf("%s read value %q at offset %d, which an earlier window's read found holding another value", op.F, r.Value, r.Offset)})
+				}
+			}
+			op.Records = kept
+			if op.F == history.FPoll && op.Offset < lo {
+				op.Offset = lo
+			}
+		}
+		out = append(out, op)
+	}
+	return out
 }
 
 func (c *checker) checkIntRead(k tp, op history.Op, what string) {

@@ -48,8 +48,10 @@ func valueHash(v string) uint64 {
 
 func extend(h, vh uint64) uint64 { return (h^vh)*1099511628211 + 0x9e3779b97f4a7c15 }
 
-func listHash(recs []history.Record) uint64 {
-	var h uint64
+func listHash(recs []history.Record) uint64 { return listHashFrom(0, recs) }
+
+// listHashFrom extends h, the hash of the log before recs, over recs.
+func listHashFrom(h uint64, recs []history.Record) uint64 {
 	for _, r := range recs {
 		h = extend(h, valueHash(r.Value))
 	}
@@ -99,7 +101,7 @@ var logModel = porcupine.Model{
 // final linearizable read exists, since nothing observed them (they may take
 // effect after everything else). Without a final read the check is skipped:
 // the verdict is inconclusive anyway.
-func (c *checker) checkLinearizable(k tp, ops []history.Op, sends map[string][]history.Op, final *history.Op, valueAt map[string]map[int64][]int64) LinResult {
+func (c *checker) checkLinearizable(k tp, ops []history.Op, sends map[string][]history.Op, final *history.Op, valueAt map[string]map[int64][]int64, seg *segment) LinResult {
 	res := LinResult{Topic: k.topic, Partition: k.partition}
 	if c.cfg.SkipLinearizability {
 		res.Result = "skipped"
@@ -147,13 +149,19 @@ func (c *checker) checkLinearizable(k tp, ops []history.Op, sends map[string][]h
 		case op.F == history.FFinalRead && op.Index == final.Index:
 			pops = append(pops, porcupine.Operation{
 				ClientId: client(op.Process), Call: op.Invoke, Return: op.Complete,
-				Input: readIn{}, Output: readOut{hw: int64(len(op.Records)), h: listHash(op.Records), hasHash: true},
+				Input: readIn{}, Output: readOut{hw: op.Offset + int64(len(op.Records)), h: listHashFrom(seg.hash(), op.Records), hasHash: true},
 			})
 		}
 	}
 	res.Ops = len(pops)
 	start := time.Now()
-	out := porcupine.CheckOperationsTimeout(logModel, pops, c.cfg.LinearizabilityTimeout)
+	model := logModel
+	if seg != nil {
+		// A window starts from the log the earlier windows established.
+		init := logState{n: seg.start(), h: seg.hash()}
+		model.Init = func() any { return init }
+	}
+	out := porcupine.CheckOperationsTimeout(model, pops, c.cfg.LinearizabilityTimeout)
 	res.Duration = time.Since(start)
 	switch out {
 	case porcupine.Ok:
@@ -163,7 +171,7 @@ func (c *checker) checkLinearizable(k tp, ops []history.Op, sends map[string][]h
 		c.add(Anomaly{Kind: NotLinearizable, Topic: k.topic, Partition: k.partition,
 			Detail: fmt.Sprintf("no linearization of %d appends and reads exists", len(pops))})
 		if c.cfg.VisualizeDir != "" {
-			res.Visualization = c.visualize(k, pops)
+			res.Visualization = c.visualize(k, model, pops)
 		}
 	default:
 		res.Result = "inconclusive"
@@ -174,13 +182,13 @@ func (c *checker) checkLinearizable(k tp, ops []history.Op, sends map[string][]h
 }
 
 // visualize writes Porcupine's HTML timeline; best effort.
-func (c *checker) visualize(k tp, pops []porcupine.Operation) string {
-	_, info := porcupine.CheckOperationsVerbose(logModel, pops, c.cfg.LinearizabilityTimeout)
+func (c *checker) visualize(k tp, model porcupine.Model, pops []porcupine.Operation) string {
+	_, info := porcupine.CheckOperationsVerbose(model, pops, c.cfg.LinearizabilityTimeout)
 	path := filepath.Join(c.cfg.VisualizeDir, fmt.Sprintf("linearizability-%s-%d.html", k.topic, k.partition))
 	if err := os.MkdirAll(c.cfg.VisualizeDir, 0o755); err != nil {
 		return ""
 	}
-	if err := porcupine.VisualizePath(logModel, info, path); err != nil {
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
 		return ""
 	}
 	return path

@@ -135,6 +135,17 @@ func (r *Recorder) Ops() []Op {
 	return append([]Op(nil), r.ops...)
 }
 
+// Drain returns the operations recorded since the last Drain and forgets
+// them (the history file keeps them): a soak checks its history window by
+// window without holding all of it.
+func (r *Recorder) Drain() []Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.ops
+	r.ops = nil
+	return out
+}
+
 // Flush writes buffered lines out and reports the first write error.
 func (r *Recorder) Flush() error {
 	r.mu.Lock()

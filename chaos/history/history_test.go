@@ -55,3 +55,15 @@ func TestSortByInvoke(t *testing.T) {
 	SortByInvoke(ops)
 	require.Equal(t, []int64{1, 0, 2}, []int64{ops[0].Index, ops[1].Index, ops[2].Index})
 }
+
+func TestRecorderDrain(t *testing.T) {
+	r := NewRecorder(time.Now(), nil)
+	r.Add(Op{F: FSend})
+	r.Add(Op{F: FPoll})
+	got := r.Drain()
+	require.Len(t, got, 2)
+	require.Empty(t, r.Ops())
+	op := r.Add(Op{F: FSend})
+	require.Equal(t, int64(2), op.Index, "indexes go on across drains")
+	require.Len(t, r.Drain(), 1)
+}

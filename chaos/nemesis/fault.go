@@ -67,7 +67,7 @@ var Families = map[string][]string{
 	"restart":    {RestartAll},
 	"combo":      {Combo},
 	"power-loss": {PowerLoss, PowerLossAll},
-	"lifecycle":  {TopicLifecycle}, // not in AllKinds (not in "all") until it has run reliably
+	"lifecycle":  {TopicLifecycle},
 	// Not in "all": they need the proxies in front of the nodes' ports,
 	// which put every node-to-node byte through the harness process.
 	"delay": {DelayAll, DelayLeader, BlackholeOneWay, BlackholeLeaderOut},
@@ -76,7 +76,7 @@ var Families = map[string][]string{
 // AllKinds lists every fault kind.
 func AllKinds() []string {
 	var out []string
-	for _, f := range []string{"kill", "pause", "partition", "restart", "combo", "power-loss"} {
+	for _, f := range []string{"kill", "pause", "partition", "restart", "combo", "power-loss", "lifecycle"} {
 		out = append(out, Families[f]...)
 	}
 	return out

@@ -350,6 +350,9 @@ func (n *fakeNet) Heal(context.Context) error {
 func TestFaultsInjectAndHeal(t *testing.T) {
 	ctx := context.Background()
 	for _, kind := range AllKinds() {
+		if kind == TopicLifecycle {
+			continue // needs a topic admin: lifecycle_test.go
+		}
 		t.Run(kind, func(t *testing.T) {
 			target := newFakeTarget(5)
 			net := &fakeNet{}

@@ -71,6 +71,10 @@ type Input struct {
 	Notes  []string
 	Links  [][2]string // label, path relative to Dir
 	Faults []FaultWindow
+	// Throughput, when set, is the count of ok operations completed in
+	// each second, per function, for histories whose Ops are a sample (a
+	// soak's); otherwise it is counted from Ops.
+	Throughput map[string][]float64
 }
 
 var (
@@ -193,7 +197,7 @@ func latencyPlot(ops []history.Op, f string, faults []FaultWindow, path string) 
 }
 
 // throughputPlot draws completed ok operations per second, per function.
-func throughputPlot(ops []history.Op, fs []string, faults []FaultWindow, path string) error {
+func throughputPlot(ops []history.Op, fs []string, given map[string][]float64, faults []FaultWindow, path string) error {
 	p := plot.New()
 	p.Title.Text = "throughput (ok operations completed per second)"
 	p.X.Label.Text = "time (s)"
@@ -204,18 +208,26 @@ func throughputPlot(ops []history.Op, fs []string, faults []FaultWindow, path st
 		end = max(end, op.Complete)
 	}
 	buckets := int(end/int64(time.Second)) + 1
+	for _, c := range given {
+		buckets = max(buckets, len(c))
+	}
 	counts := map[string][]float64{}
 	for _, f := range fs {
 		counts[f] = make([]float64, buckets)
+		copy(counts[f], given[f])
 	}
 	ymax := 1.0
 	for _, op := range ops {
-		if op.Type != history.OK || counts[op.F] == nil {
+		if given != nil || op.Type != history.OK || counts[op.F] == nil {
 			continue
 		}
 		b := int(op.Complete / int64(time.Second))
 		counts[op.F][b]++
-		ymax = math.Max(ymax, counts[op.F][b])
+	}
+	for _, c := range counts {
+		for _, v := range c {
+			ymax = math.Max(ymax, v)
+		}
 	}
 	ymax *= 2.2 // headroom for the legend
 	p.Y.Max = ymax
@@ -294,7 +306,7 @@ func Write(in Input) error {
 		}
 		pg.Images = append(pg.Images, name)
 	}
-	if err := throughputPlot(client, fs, in.Faults, filepath.Join(in.Dir, "throughput.png")); err != nil {
+	if err := throughputPlot(client, fs, in.Throughput, in.Faults, filepath.Join(in.Dir, "throughput.png")); err != nil {
 		return fmt.Errorf("report: plot throughput: %w", err)
 	}
 	pg.Images = append(pg.Images, "throughput.png")

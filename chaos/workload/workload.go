@@ -138,6 +138,24 @@ type Workload struct {
 	values atomic.Int64
 	rec    *history.Recorder
 	logger *slog.Logger
+	// gate is held shared by every operation and exclusively by Quiesce,
+	// so a soak can end a window with nothing in flight.
+	gate sync.RWMutex
+}
+
+// Quiesce waits for the operations in flight to end and holds new ones
+// until resume is called: a window of the history then ends with no
+// operation open across its boundary.
+func (w *Workload) Quiesce() (resume func()) {
+	w.gate.Lock()
+	return w.gate.Unlock
+}
+
+// op runs one store call inside the gate.
+func (w *Workload) op(f func()) {
+	w.gate.RLock()
+	defer w.gate.RUnlock()
+	f()
 }
 
 // New checks cfg and prepares a workload.
@@ -301,16 +319,19 @@ func (w *Workload) produce(ctx context.Context, wk *worker, rng *rand.Rand, home
 		part := home[rng.Intn(len(home))]
 		key := fmt.Sprintf("k%d", n%16)
 		value := fmt.Sprintf("%d", n)
-		octx, cancel := w.opCtx(ctx)
-		inv := w.rec.Now()
-		off, err := wk.store.Produce(octx, cfg.Topic, part, key, value)
-		cancel()
-		op := history.Op{Process: wk.proc, F: history.FSend, Type: w.outcome(err), Invoke: inv, Complete: w.rec.Now(),
-			Topic: cfg.Topic, Partition: part, Key: key, Value: value, Error: errText(err)}
-		if err == nil {
-			op.Offset = off
-		}
-		w.rec.Add(op)
+		var op history.Op
+		w.op(func() {
+			octx, cancel := w.opCtx(ctx)
+			inv := w.rec.Now()
+			off, err := wk.store.Produce(octx, cfg.Topic, part, key, value)
+			cancel()
+			op = history.Op{Process: wk.proc, F: history.FSend, Type: w.outcome(err), Invoke: inv, Complete: w.rec.Now(),
+				Topic: cfg.Topic, Partition: part, Key: key, Value: value, Error: errText(err)}
+			if err == nil {
+				op.Offset = off
+			}
+			w.rec.Add(op)
+		})
 		if op.Type == history.Info {
 			if err := wk.renew(); err != nil {
 				w.logger.Error("workload: producer stops", "worker", wk.name, "err", err)
@@ -322,7 +343,12 @@ func (w *Workload) produce(ctx context.Context, wk *worker, rng *rand.Rand, home
 
 // poll reads once from offset and records it. Reads have no effect, so a
 // failed read is a fail whatever the error.
-func (w *Workload) poll(ctx context.Context, wk *worker, part int32, offset int64, linearizable bool) (history.Op, bool) {
+func (w *Workload) poll(ctx context.Context, wk *worker, part int32, offset int64, linearizable bool) (op history.Op, ok bool) {
+	w.op(func() { op, ok = w.poll1(ctx, wk, part, offset, linearizable) })
+	return op, ok
+}
+
+func (w *Workload) poll1(ctx context.Context, wk *worker, part int32, offset int64, linearizable bool) (history.Op, bool) {
 	cfg := w.cfg
 	octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout+cfg.PollWait)
 	inv := w.rec.Now()
@@ -415,7 +441,12 @@ func (w *Workload) followReplicas(ctx context.Context, wk *worker, part int32) {
 
 // pollReplica reads node's committed log of part once from offset and
 // records it as a poll of process proc.
-func (w *Workload) pollReplica(ctx context.Context, s Store, proc int, node string, part int32, offset int64) (history.Op, bool) {
+func (w *Workload) pollReplica(ctx context.Context, s Store, proc int, node string, part int32, offset int64) (op history.Op, ok bool) {
+	w.op(func() { op, ok = w.pollReplica1(ctx, s, proc, node, part, offset) })
+	return op, ok
+}
+
+func (w *Workload) pollReplica1(ctx context.Context, s Store, proc int, node string, part int32, offset int64) (history.Op, bool) {
 	cfg := w.cfg
 	octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout+cfg.PollWait)
 	inv := w.rec.Now()
@@ -445,7 +476,7 @@ func (w *Workload) pollReplica(ctx context.Context, s Store, proc int, node stri
 // it becomes a new process and starts over from the committed offset.
 func (w *Workload) groupMember(ctx context.Context, wk *worker, part int32) {
 	cfg := w.cfg
-	fetchOffset := func() (int64, bool) {
+	fetchOffset1 := func() (int64, bool) {
 		octx, cancel := w.opCtx(ctx)
 		inv := w.rec.Now()
 		off, err := wk.store.FetchOffset(octx, cfg.Group, cfg.Topic, part)
@@ -457,6 +488,10 @@ func (w *Workload) groupMember(ctx context.Context, wk *worker, part int32) {
 		}
 		w.rec.Add(op)
 		return off, err == nil
+	}
+	fetchOffset := func() (off int64, ok bool) {
+		w.op(func() { off, ok = fetchOffset1() })
+		return off, ok
 	}
 	for ctx.Err() == nil {
 		// (Re)join: position at the committed offset.
@@ -473,13 +508,16 @@ func (w *Workload) groupMember(ctx context.Context, wk *worker, part int32) {
 				continue
 			}
 			pos = op.Records[len(op.Records)-1].Offset + 1
-			octx, cancel := w.opCtx(ctx)
-			inv := w.rec.Now()
-			err := wk.store.CommitOffset(octx, cfg.Group, cfg.Topic, part, pos)
-			cancel()
-			typ := w.outcome(err)
-			w.rec.Add(history.Op{Process: wk.proc, F: history.FCommit, Type: typ, Invoke: inv, Complete: w.rec.Now(),
-				Topic: cfg.Topic, Partition: part, Group: cfg.Group, Offset: pos, Error: errText(err)})
+			var typ history.Type
+			w.op(func() {
+				octx, cancel := w.opCtx(ctx)
+				inv := w.rec.Now()
+				err := wk.store.CommitOffset(octx, cfg.Group, cfg.Topic, part, pos)
+				cancel()
+				typ = w.outcome(err)
+				w.rec.Add(history.Op{Process: wk.proc, F: history.FCommit, Type: typ, Invoke: inv, Complete: w.rec.Now(),
+					Topic: cfg.Topic, Partition: part, Group: cfg.Group, Offset: pos, Error: errText(err)})
+			})
 			if typ == history.Info {
 				if err := wk.renew(); err != nil {
 					w.logger.Error("workload: group member stops", "worker", wk.name, "err", err)
@@ -501,7 +539,20 @@ func (w *Workload) groupMember(ctx context.Context, wk *worker, part int32) {
 // and fetches each group offset once more. Each read is retried until it
 // succeeds or ctx ends; the outcome is recorded either way.
 func (w *Workload) FinalReads(ctx context.Context, catchUp time.Duration) error {
+	return w.SegmentReads(ctx, catchUp, nil)
+}
+
+// SegmentReads is FinalReads from offset from(partition) on (from 0 when
+// from is nil): a soak ends each window with the reads of what the window
+// added, so no read covers the whole log.
+func (w *Workload) SegmentReads(ctx context.Context, catchUp time.Duration, from func(partition int32) int64) error {
 	cfg := w.cfg
+	start := func(p int32) int64 {
+		if from == nil {
+			return 0
+		}
+		return from(p)
+	}
 	wk, err := w.newWorker("final")
 	if err != nil {
 		return err
@@ -531,15 +582,16 @@ func (w *Workload) FinalReads(ctx context.Context, catchUp time.Duration) error 
 	var errs []error
 	for p := 0; p < cfg.Partitions; p++ {
 		part := int32(p)
-		leaderOp := w.finalRead(ctx, wk, part)
+		lo := start(part)
+		leaderOp := w.finalRead(ctx, wk, part, lo)
 		if leaderOp.Type != history.OK {
 			errs = append(errs, fmt.Errorf("final read of %s/%d failed: %s", cfg.Topic, part, leaderOp.Error))
 		}
 		for _, node := range replicas[part] {
 			deadline := time.Now().Add(catchUp)
 			for {
-				op := w.readAll(ctx, wk, part, node)
-				if (op.Type == history.OK && (leaderOp.Type != history.OK || int64(len(op.Records)) >= leaderOp.HighWatermark)) ||
+				op := w.readAll(ctx, wk, part, node, lo)
+				if (op.Type == history.OK && (leaderOp.Type != history.OK || lo+int64(len(op.Records)) >= leaderOp.HighWatermark)) ||
 					time.Now().After(deadline) || ctx.Err() != nil {
 					w.rec.Add(op)
 					break
@@ -564,9 +616,9 @@ func (w *Workload) FinalReads(ctx context.Context, catchUp time.Duration) error 
 }
 
 // finalRead performs (and records) a whole-partition read from the leader.
-func (w *Workload) finalRead(ctx context.Context, wk *worker, part int32) history.Op {
+func (w *Workload) finalRead(ctx context.Context, wk *worker, part int32, from int64) history.Op {
 	for {
-		op := w.readAll(ctx, wk, part, "")
+		op := w.readAll(ctx, wk, part, "", from)
 		if op.Type == history.OK || ctx.Err() != nil {
 			return w.rec.Add(op)
 		}
@@ -575,15 +627,15 @@ func (w *Workload) finalRead(ctx context.Context, wk *worker, part int32) histor
 	}
 }
 
-// readAll reads [0, hw) page by page, hw being the high watermark of the
-// first page: data below it is committed and immutable, so the pages
+// readAll reads [from, hw) page by page, hw being the high watermark of
+// the first page: data below it is committed and immutable, so the pages
 // together are one read as of the first page.
-func (w *Workload) readAll(ctx context.Context, wk *worker, part int32, node string) history.Op {
+func (w *Workload) readAll(ctx context.Context, wk *worker, part int32, node string, from int64) history.Op {
 	cfg := w.cfg
 	op := history.Op{Process: wk.proc, F: history.FFinalRead, Type: history.OK, Invoke: w.rec.Now(),
-		Topic: cfg.Topic, Partition: part, Node: node, Linearizable: node == ""}
+		Topic: cfg.Topic, Partition: part, Node: node, Linearizable: node == "", Offset: from}
 	hw := int64(-1)
-	var pos int64
+	pos := from
 	for hw < 0 || pos < hw {
 		req := FetchRequest{Topic: cfg.Topic, Partition: part, Offset: pos, MaxRecords: 10000, Linearizable: node == ""}
 		octx, cancel := w.opCtx(ctx)

@@ -122,6 +122,7 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 	f.IntVar(&opts.BaseHost, "base-host", 11, "node i listens on 127.0.0.(BASE+i-1) (process mode)")
 	f.BoolVar(&opts.KeepData, "keep-data", false, "keep the nodes' data directories of a passing run")
 	f.IntVar(&opts.Faults, "faults", 0, "soak: run this many fault/heal cycles (sets --time-limit to (2×N+1)×interval)")
+	f.IntVar(&opts.WindowFaults, "window-faults", 10, "soak: check the history in windows of this many fault cycles, the workload pausing briefly between windows (negative: check it as one)")
 	f.StringVar(&failpoints, "failpoints", "", "failpoints to switch on in the nodes (a -tags failpoints --binary): "+strings.Join(failpoint.Names, ", "))
 	f.StringVar(&failpointNode, "failpoint-node", "", "switch the failpoints on in this node only (n1, n2, ...; default every node)")
 	f.BoolVar(&opts.TornWrites, "torn-writes", false, "power loss keeps a random prefix of each file's last unsynced write")
