@@ -374,8 +374,8 @@ type run struct {
 	// throughput a soak's ok operations per second per function.
 	plotOps    []history.Op
 	throughput map[string][]float64
-	rec   *history.Recorder
-	hf    *os.File
+	rec        *history.Recorder
+	hf         *os.File
 	// restoreBridge undoes a change of the bridge netfilter sysctl.
 	restoreBridge func() error
 }
