@@ -85,7 +85,8 @@ FUZZ_TARGETS := \
 	./transport/:FuzzConnHeader \
 	./agent/chain/:FuzzDecodeAppendBatch \
 	./kafka/:FuzzDecodeRequest \
-	./agent/channel/:FuzzDecodeRecord
+	./agent/channel/:FuzzDecodeRecord \
+	./chaos/:FuzzDecodeBatches
 FUZZ_TIME ?= 60s
 FUZZ_SHORT_TIME ?= 3s
 

@@ -73,6 +73,10 @@ type Options struct {
 	WindowFaults int
 	// Rate is the target number of sends per second [100].
 	Rate float64
+	// Client is how the workload reaches the cluster: native (the Go
+	// client) or kafka (franz-go through the nodes' Kafka listeners;
+	// process mode) [native].
+	Client string
 	// Topic [chaos], Partitions [4], ReplicationFactor [min(3, Nodes)] and
 	// Producers [2 × Partitions] shape the workload.
 	Topic             string
@@ -165,6 +169,17 @@ func (o *Options) defaults() error {
 	}
 	if o.Rate <= 0 {
 		o.Rate = 100
+	}
+	switch o.Client {
+	case "":
+		o.Client = ClientNative
+	case ClientNative:
+	case ClientKafka:
+		if o.Docker {
+			return errors.New("chaos: --client kafka runs in process mode only")
+		}
+	default:
+		return fmt.Errorf("chaos: client %q: want %s or %s", o.Client, ClientNative, ClientKafka)
 	}
 	if o.Topic == "" {
 		o.Topic = "chaos"
@@ -447,7 +462,7 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
 		ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 		LazyFS: lazy, LazyFSOptions: lazyfs.Options{Torn: opts.TornWrites, Strict: opts.StrictDirs, Seed: opts.Seed},
-		Proxied: proxied,
+		Proxied: proxied, Kafka: opts.Client == ClientKafka,
 	})
 	if err != nil {
 		return netw, err
@@ -479,7 +494,20 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 		if err != nil {
 			return nil, err
 		}
-		return clientStore{c}, nil
+		if opts.Client != ClientKafka {
+			return clientStore{c}, nil
+		}
+		ks, err := openKafkaStore(r.cl.KafkaAddrs(), opts.ClientHost, opts.OpTimeout, clientStore{c})
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return ks, nil
+	}
+	unknown, linEvery := client.IsUnknownOutcome, 0
+	if opts.Client == ClientKafka {
+		// Every poll goes through Kafka, which has no linearizable read.
+		unknown, linEvery = kafkaUnknown, -1
 	}
 	if err := r.createTopic(ctx); err != nil {
 		return err
@@ -494,7 +522,7 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 
 	wl, err := workload.New(workload.Config{
 		Topic: opts.Topic, Partitions: opts.Partitions, Producers: opts.Producers, Rate: opts.Rate,
-		OpTimeout: opts.OpTimeout, Seed: opts.Seed, Open: open, Unknown: client.IsUnknownOutcome,
+		OpTimeout: opts.OpTimeout, Seed: opts.Seed, Open: open, Unknown: unknown, LinearizableEvery: linEvery,
 		Gone:     func(err error) bool { return transport.CodeOf(err) == transport.ErrUnknownTopic },
 		Recorder: r.rec, Logger: r.logger,
 	})
@@ -783,7 +811,7 @@ func (r *run) writeResults() error {
 		{"nodes", fmt.Sprint(o.Nodes)},
 		{"faults for", fmt.Sprintf("%s, then %s of recovery", o.TimeLimit, o.Recovery)},
 		{"nemesis", fmt.Sprintf("%s every %s", strings.Join(r.kinds, ", "), o.Interval)},
-		{"workload", fmt.Sprintf("topic %s: %d partitions, RF %d, %d producers at %.0f sends/s", o.Topic, o.Partitions, o.ReplicationFactor, o.Producers, o.Rate)},
+		{"workload", fmt.Sprintf("topic %s: %d partitions, RF %d, %d producers at %.0f sends/s, %s client", o.Topic, o.Partitions, o.ReplicationFactor, o.Producers, o.Rate, o.Client)},
 		{"seed", fmt.Sprint(o.Seed)},
 		{"nodes run as", r.res.runtime()},
 	}
@@ -827,6 +855,9 @@ func (r *Results) Summary() string {
 	fmt.Fprintf(&b, "  %d nodes, %s of faults (%s) + %s recovery, %d faults injected\n",
 		r.Options.Nodes, r.Options.TimeLimit, strings.Join(r.Kinds, ","), r.Options.Recovery, len(r.Faults))
 	fmt.Fprintf(&b, "  nodes run as %s\n", r.runtime())
+	if r.Options.Client == ClientKafka {
+		fmt.Fprintf(&b, "  workload through the nodes' Kafka listeners (franz-go)\n")
+	}
 	if s := r.Soak; s != nil {
 		fmt.Fprintf(&b, "  soak: %d fault cycles, checked in %d windows of up to %d cycles\n", s.Cycles, s.Windows, s.WindowFaults)
 	}

@@ -59,7 +59,9 @@ type Config struct {
 	// which it advertises to peers and clients instead of its own, for a
 	// proxy the harness runs in front of its port (process mode).
 	Proxied bool
-	Logger  *slog.Logger
+	// Kafka starts every node's Kafka listener (KafkaAddr), process mode.
+	Kafka  bool
+	Logger *slog.Logger
 }
 
 // Node is one node of the cluster.
@@ -72,6 +74,8 @@ type Node struct {
 	// ProxyAddr is where the proxy in front of RPCAddr listens, the
 	// address the node advertises ("" when not proxied).
 	ProxyAddr string
+	// KafkaAddr is the node's Kafka listener ("" when off).
+	KafkaAddr string
 	// DataDir is the node's data directory on the host (bind-mounted at
 	// /data in Docker mode).
 	DataDir string
@@ -150,7 +154,7 @@ func New(cfg Config) (*Cluster, error) {
 	c.rt = &processRuntime{c: c}
 	for i := 1; i <= cfg.Nodes; i++ {
 		host := fmt.Sprintf("127.0.0.%d", cfg.BaseHost+i-1)
-		ports, err := freePorts(host, 4)
+		ports, err := freePorts(host, 5)
 		if err != nil {
 			return nil, fmt.Errorf("cluster: free ports on %s: %w", host, err)
 		}
@@ -166,6 +170,9 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		if cfg.Proxied {
 			n.ProxyAddr = net.JoinHostPort(host, strconv.Itoa(ports[3]))
+		}
+		if cfg.Kafka {
+			n.KafkaAddr = net.JoinHostPort(host, strconv.Itoa(ports[4]))
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
@@ -268,6 +275,17 @@ func (c *Cluster) RPCAddrs() []string {
 	return out
 }
 
+// KafkaAddrs lists every node's Kafka listener (empty when off).
+func (c *Cluster) KafkaAddrs() []string {
+	var out []string
+	for _, n := range c.nodes {
+		if n.KafkaAddr != "" {
+			out = append(out, n.KafkaAddr)
+		}
+	}
+	return out
+}
+
 // LogPaths maps node ids to their log files.
 func (c *Cluster) LogPaths() map[string]string {
 	out := map[string]string{}
@@ -305,6 +323,9 @@ func (c *Cluster) args(n *Node, dataDir string) []string {
 	}
 	if n.ProxyAddr != "" {
 		args = append(args, "--advertise-addr", n.ProxyAddr)
+	}
+	if n.KafkaAddr != "" {
+		args = append(args, "--kafka-addr", n.KafkaAddr)
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }

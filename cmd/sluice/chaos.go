@@ -112,6 +112,7 @@ linearizability check timed out or a final read failed), 1 harness error.`,
 	f.StringVar(&nemeses, "nemesis", "partition,kill,pause", "comma-separated fault families or kinds")
 	f.DurationVar(&opts.Interval, "interval", 10*time.Second, "time between a fault and its heal, and between a heal and the next fault")
 	f.Float64Var(&opts.Rate, "rate", 500, "target sends per second over all producers")
+	f.StringVar(&opts.Client, "client", "native", "how the workload reaches the cluster: native (the Go client) or kafka (franz-go through the nodes' Kafka listeners)")
 	f.StringVar(&opts.Topic, "topic", "chaos", "topic the workload uses")
 	f.IntVar(&opts.Partitions, "partitions", 4, "partitions of the topic")
 	f.IntVar(&opts.ReplicationFactor, "replication-factor", 0, "replication factor (default min(3, nodes))")
