@@ -48,8 +48,6 @@ func valueHash(v string) uint64 {
 
 func extend(h, vh uint64) uint64 { return (h^vh)*1099511628211 + 0x9e3779b97f4a7c15 }
 
-func listHash(recs []history.Record) uint64 { return listHashFrom(0, recs) }
-
 // listHashFrom extends h, the hash of the log before recs, over recs.
 func listHashFrom(h uint64, recs []history.Record) uint64 {
 	for _, r := range recs {
