@@ -62,8 +62,12 @@ func (c *Client) WaitMove(ctx context.Context, topic string, partition int32) (*
 // preferred leaders evenly over the live nodes and drain decommissioned
 // ones.
 func (c *Client) PlanMoves(ctx context.Context) (*transport.PlanMovesResponse, error) {
+	return c.planMoves(ctx, "")
+}
+
+func (c *Client) planMoves(ctx context.Context, touching string) (*transport.PlanMovesResponse, error) {
 	var resp transport.PlanMovesResponse
-	if _, err := c.callAny(ctx, transport.MethodPlanMoves, &transport.PlanMovesRequest{}, &resp); err != nil {
+	if _, err := c.callAny(ctx, transport.MethodPlanMoves, &transport.PlanMovesRequest{Touching: touching}, &resp); err != nil {
 		return nil, fmt.Errorf("plan moves: %w", err)
 	}
 	return &resp, nil
@@ -93,14 +97,25 @@ type MoveResult struct {
 	RolledBack bool     `json:"rolled_back"`
 }
 
+// RunMovesOptions shape RunMoves.
+type RunMovesOptions struct {
+	// MaxMoves bounds the moves in progress in the cluster at once [1].
+	MaxMoves int
+	// Touching, when set, carries out only the moves that take a replica
+	// off this node (a decommission).
+	Touching string
+	// Progress, when set, is told of each move that ended.
+	Progress func(MoveResult)
+}
+
 // RunMoves carries out the controller's plan (PlanMoves) with at most
-// maxMoves moves in progress in the cluster at once, asking for a fresh
-// plan whenever a move ends, until the plan is empty. Each finished move
-// is passed to progress (may be nil). A partition whose move rolls back
-// twice ends the run with an error. Interrupting it leaves the moves in
-// progress to finish on their own.
-func (c *Client) RunMoves(ctx context.Context, maxMoves int, progress func(MoveResult)) ([]MoveResult, error) {
-	maxMoves = max(1, maxMoves)
+// MaxMoves moves in progress in the cluster at once, asking for a fresh
+// plan whenever a move ends, until the plan is empty. A partition whose
+// move rolls back twice ends the run with an error. Interrupting it
+// leaves the moves in progress to finish on their own.
+func (c *Client) RunMoves(ctx context.Context, opts RunMovesOptions) ([]MoveResult, error) {
+	maxMoves := max(1, opts.MaxMoves)
+	progress := opts.Progress
 	type key struct {
 		topic string
 		part  int32
@@ -128,7 +143,7 @@ func (c *Client) RunMoves(ctx context.Context, maxMoves int, progress func(MoveR
 				progress(r)
 			}
 		}
-		plan, err := c.PlanMoves(ctx)
+		plan, err := c.planMoves(ctx, opts.Touching)
 		if err != nil {
 			return done, err
 		}

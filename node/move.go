@@ -563,6 +563,9 @@ func (n *Node) planMoves(ctx context.Context, req transport.PlanMovesRequest) (*
 	}
 	resp.Nodes = eligible
 	for _, m := range plan {
+		if req.Touching != "" && (!slices.Contains(m.From, req.Touching) || slices.Contains(m.To, req.Touching)) {
+			continue
+		}
 		resp.Moves = append(resp.Moves, transport.PlannedMove{Topic: m.Topic, Partition: m.Partition, From: m.From, To: m.To})
 	}
 	for _, t := range topics {

@@ -213,7 +213,7 @@ func TestReplicaMovesUnderLoad(t *testing.T) {
 		plan, err := cl.PlanMoves(ctx)
 		return err == nil && slices.Contains(plan.Nodes, "n4")
 	}, 30*time.Second, 50*time.Millisecond, "n4 never became eligible")
-	moves, err := cl.RunMoves(ctx, 2, nil)
+	moves, err := cl.RunMoves(ctx, client.RunMovesOptions{MaxMoves: 2})
 	require.NoError(t, err)
 	require.NotEmpty(t, moves)
 	for _, m := range moves {
@@ -250,7 +250,7 @@ func TestReplicaMovesUnderLoad(t *testing.T) {
 	// n2 is decommissioned: its replicas and leaderships go elsewhere.
 	_, err = cl.Decommission(ctx, "n2", false)
 	require.NoError(t, err)
-	_, err = cl.RunMoves(ctx, 2, nil)
+	_, err = cl.RunMoves(ctx, client.RunMovesOptions{MaxMoves: 2, Touching: "n2"})
 	require.NoError(t, err)
 	left, err := cl.Decommission(ctx, "n2", false)
 	require.NoError(t, err)

@@ -47,7 +47,11 @@ type MoveStatus struct {
 	Phase      string   `msgpack:"phase,omitempty" json:"phase,omitempty"`
 }
 
-type PlanMovesRequest struct{}
+type PlanMovesRequest struct {
+	// Touching, when set, keeps only the moves that take a replica off
+	// this node (decommissioning moves nothing else).
+	Touching string `msgpack:"touching,omitempty"`
+}
 
 // PlannedMove is one partition's planned replica list.
 type PlannedMove struct {
