@@ -153,18 +153,25 @@ func (f *membershipFault) addNode(ctx context.Context, spare string) error {
 		return fmt.Errorf("start %s: %w", spare, err)
 	}
 	f.spare = spare
-	deadline := time.Now().Add(f.wait)
-	for {
-		alive, err := f.mover.Alive(ctx)
-		if err == nil && slices.Contains(alive, spare) {
-			break
-		}
-		if time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) {
-			return fmt.Errorf("%s did not join: %v", spare, err)
-		}
+	if err := f.waitAlive(ctx, spare); err != nil {
+		return err
 	}
 	// A spare removed by an earlier fault is still marked decommissioned.
 	return f.retry(ctx, func() error { return f.mover.Recommission(ctx, spare) })
+}
+
+// waitAlive waits until the cluster sees node alive.
+func (f *membershipFault) waitAlive(ctx context.Context, node string) error {
+	deadline := time.Now().Add(f.wait)
+	for {
+		alive, err := f.mover.Alive(ctx)
+		if err == nil && slices.Contains(alive, node) {
+			return nil
+		}
+		if time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) {
+			return fmt.Errorf("%s is not alive in the cluster's view: %v", node, err)
+		}
+	}
 }
 
 // retry runs op until it succeeds or about 10s have passed (the
@@ -189,6 +196,9 @@ func (f *membershipFault) Heal(ctx context.Context) error {
 	if f.killed != "" {
 		if err := f.env.Target.Start(ctx, f.killed); err != nil {
 			errs = append(errs, fmt.Errorf("restart %s: %w", f.killed, err))
+		} else if err := f.waitAlive(ctx, f.killed); err != nil {
+			// Removing the added node needs every other node back.
+			errs = append(errs, err)
 		}
 	}
 	if f.moving {
