@@ -459,7 +459,7 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 	lazy := r.powerLossPossible()
 	proxied := len(nemesis.ProxyKinds(r.kinds)) > 0
 	cl, err := cluster.New(cluster.Config{
-		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
+		Binary: opts.Binary, Nodes: opts.Nodes, Spares: spares(r.kinds), BaseHost: opts.BaseHost, Dir: r.dir,
 		ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 		LazyFS: lazy, LazyFSOptions: lazyfs.Options{Torn: opts.TornWrites, Strict: opts.StrictDirs, Seed: opts.Seed},
 		Proxied: proxied, Kafka: opts.Client == ClientKafka,
@@ -470,7 +470,7 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 	r.cl = cl
 	if proxied {
 		var eps []netproxy.Endpoint
-		for _, id := range cl.Nodes() {
+		for _, id := range append(cl.Nodes(), cl.Spares()...) {
 			n := cl.Node(id)
 			eps = append(eps, netproxy.Endpoint{ID: id, Listen: n.ProxyAddr, Target: n.RPCAddr, Host: n.Host})
 		}
@@ -533,6 +533,9 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	admin := newLifecycleAdmin(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "lifecycle-client"))
 	defer admin.Close()
 	env.Admin = admin
+	mover := newMoverAdmin(opts.Topic, r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "membership-client"))
+	defer mover.Close()
+	env.Mover = mover
 	if r.cl.CanPowerLoss() {
 		env.Power = r.cl
 	}
@@ -964,6 +967,17 @@ func (r *Results) Summary() string {
 		fmt.Fprintf(&b, "  error: %s\n", e)
 	}
 	return b.String()
+}
+
+// spares is how many nodes the cluster keeps aside for the membership
+// nemesis to add: one when it runs.
+func spares(kinds []string) int {
+	for _, k := range kinds {
+		if k == nemesis.Membership {
+			return 1
+		}
+	}
+	return 0
 }
 
 // powerLossPossible drops the power-loss kinds, noting them as skipped,

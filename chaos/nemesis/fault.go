@@ -68,6 +68,7 @@ var Families = map[string][]string{
 	"combo":      {Combo},
 	"power-loss": {PowerLoss, PowerLossAll},
 	"lifecycle":  {TopicLifecycle},
+	"membership": {Membership}, // not in AllKinds (not in "all") until it has run reliably (membership.go)
 	// Not in "all": they need the proxies in front of the nodes' ports,
 	// which put every node-to-node byte through the harness process.
 	"delay": {DelayAll, DelayLeader, BlackholeOneWay, BlackholeLeaderOut},
@@ -163,6 +164,7 @@ type Env struct {
 	Rng   *rand.Rand
 	mu    *sync.Mutex // guards Rng, shared by concurrent users of an Env
 	Admin TopicAdmin  // topic-lifecycle only; nil otherwise
+	Mover Mover       // membership only; nil otherwise
 	// Links shapes node-to-node links; nil when the nodes are not behind
 	// proxies (then delay faults cannot be made).
 	Links Shaper
@@ -215,6 +217,8 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return newCombo(env)
 	case TopicLifecycle:
 		return newLifecycle(env)
+	case Membership:
+		return newMembership(env)
 	}
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }
