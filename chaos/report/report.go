@@ -147,7 +147,7 @@ func functions(ops []history.Op) []string {
 }
 
 // latencyPlot draws one function's latencies over time.
-func latencyPlot(ops []history.Op, f string, faults []FaultWindow, path string) error {
+func latencyPlot(ops []history.Op, f string, faults []FaultWindow, sampled bool, path string) error {
 	p := plot.New()
 	p.Title.Text = "latency: " + f
 	p.X.Label.Text = "time (s)"
@@ -191,7 +191,11 @@ func latencyPlot(ops []history.Op, f string, faults []FaultWindow, path string) 
 		s.GlyphStyle.Radius = vg.Points(1.2)
 		s.GlyphStyle.Shape = draw.CircleGlyph{}
 		p.Add(s)
-		p.Legend.Add(fmt.Sprintf("%s (%d)", t.typ, len(pts)), s)
+		label := fmt.Sprintf("%s (%d)", t.typ, len(pts))
+		if sampled {
+			label = fmt.Sprintf("%s (%d shown)", t.typ, len(pts))
+		}
+		p.Legend.Add(label, s)
 	}
 	return p.Save(10*vg.Inch, 4*vg.Inch, path)
 }
@@ -301,7 +305,7 @@ func Write(in Input) error {
 			continue
 		}
 		name := "latency-" + f + ".png"
-		if err := latencyPlot(client, f, in.Faults, filepath.Join(in.Dir, name)); err != nil {
+		if err := latencyPlot(client, f, in.Faults, in.Throughput != nil, filepath.Join(in.Dir, name)); err != nil {
 			return fmt.Errorf("report: plot %s: %w", name, err)
 		}
 		pg.Images = append(pg.Images, name)
