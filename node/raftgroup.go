@@ -98,9 +98,12 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	// Group many client batches into one fsync of the Raft log.
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = maxAppendEntries(n.cfg.MaxAppendBytes, o.maxEntryBytes)
-	var logs raft.LogStore = store
+	var logs raft.LogStore = newLogCache(store, logCacheBytes)
 	if n.cfg.wrapLogStore != nil {
-		logs = n.cfg.wrapLogStore(o.name, store)
+		logs = n.cfg.wrapLogStore(o.name, logs)
+		if _, ok := logs.(raft.MonotonicLogStore); !ok {
+			logs = monotonicLog{logs}
+		}
 	}
 	r, err := raft.NewRaft(rc, o.fsm, logs, stable, snaps, trans)
 	if err != nil {
