@@ -416,7 +416,7 @@ func (r *run) setupProcesses(ctx context.Context) (nemesis.Network, error) {
 	}
 	lazy := r.powerLossPossible()
 	cl, err := cluster.New(cluster.Config{
-		Binary: opts.Binary, Nodes: opts.Nodes, BaseHost: opts.BaseHost, Dir: r.dir,
+		Binary: opts.Binary, Nodes: opts.Nodes, Spares: spares(r.kinds), BaseHost: opts.BaseHost, Dir: r.dir,
 		ExtraArgs: opts.NodeArgs, Logger: r.logger, Env: opts.NodeEnv,
 		LazyFS: lazy, LazyFSOptions: lazyfs.Options{Torn: opts.TornWrites, Strict: opts.StrictDirs, Seed: opts.Seed},
 	})
@@ -463,6 +463,9 @@ func (r *run) drive(ctx context.Context, netw nemesis.Network) error {
 	admin := newLifecycleAdmin(r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "lifecycle-client"))
 	defer admin.Close()
 	env.Admin = admin
+	mover := newMoverAdmin(opts.Topic, r.cl.RPCAddrs(), opts.ClientHost, opts.OpTimeout, r.logger.With("component", "membership-client"))
+	defer mover.Close()
+	env.Mover = mover
 	if r.cl.CanPowerLoss() {
 		env.Power = r.cl
 	}
@@ -765,6 +768,17 @@ func (r *Results) Summary() string {
 		fmt.Fprintf(&b, "  error: %s\n", e)
 	}
 	return b.String()
+}
+
+// spares is how many nodes the cluster keeps aside for the membership
+// nemesis to add: one when it runs.
+func spares(kinds []string) int {
+	for _, k := range kinds {
+		if k == nemesis.Membership {
+			return 1
+		}
+	}
+	return 0
 }
 
 // powerLossPossible drops the power-loss kinds, noting them as skipped,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluice-io/sluice/chaos/checker"
+	"github.com/sluice-io/sluice/chaos/nemesis"
+	"github.com/sluice-io/sluice/chaos/report"
 )
 
 // moduleRoot is the folder holding go.mod.
@@ -39,8 +42,12 @@ func TestChaosShort(t *testing.T) {
 	opts := shortRun(t, "short")
 	opts.TimeLimit = 100 * time.Second
 	opts.BaseHost = 21 // apart from a CLI run's 127.0.0.11+
+	// One membership fault at least: a spare node joins, a partition
+	// moves onto it while a node taking part is killed, the node leaves.
+	opts.Nemeses = append(opts.Nemeses, nemesis.Membership)
 	res := runShort(t, opts, 8*time.Minute)
 	require.Len(t, res.Faults, 5)
+	require.True(t, slices.ContainsFunc(res.Faults, func(f report.FaultWindow) bool { return f.Fault == nemesis.Membership }), "no membership fault ran")
 }
 
 // shortRun gives the options both short runs share: three nodes, a killed

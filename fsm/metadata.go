@@ -29,6 +29,8 @@ type PartitionAssignment struct {
 	Replicas   []string `msgpack:"replicas" json:"replicas"` // node ids
 	Leader     string   `msgpack:"leader" json:"leader"`     // node id, "" when unknown
 	LeaderTerm uint64   `msgpack:"term" json:"leader_term"`  // Raft term of the partition group
+	// Move is the replica move in progress, nil when none (see moves.go).
+	Move *PartitionMove `msgpack:"move,omitempty" json:"move,omitempty"`
 }
 
 // Topic is a topic's configuration and placement.
@@ -50,6 +52,7 @@ func (t Topic) clone() Topic {
 	t.Partitions = slices.Clone(t.Partitions)
 	for i := range t.Partitions {
 		t.Partitions[i].Replicas = slices.Clone(t.Partitions[i].Replicas)
+		t.Partitions[i].Move = t.Partitions[i].Move.clone()
 	}
 	return t
 }
@@ -118,6 +121,8 @@ type Metadata struct {
 	brokers map[string]Broker
 	topics  map[string]Topic
 	syncs   map[string]uint64 // node id -> nonce of its last sync marker
+	// decommissioned are the nodes being drained (moves.go).
+	decommissioned map[string]bool
 
 	chMu    sync.Mutex
 	changed chan struct{}
@@ -134,6 +139,8 @@ func NewMetadata(logger *slog.Logger) *Metadata {
 		topics:  map[string]Topic{},
 		syncs:   map[string]uint64{},
 		changed: make(chan struct{}),
+
+		decommissioned: map[string]bool{},
 	}
 }
 
@@ -241,7 +248,9 @@ func (m *Metadata) apply(index uint64, typ byte, payload []byte) (changed bool, 
 		if c.Term < p.LeaderTerm || (c.Term == p.LeaderTerm && c.Leader == p.Leader) {
 			return false, nil // stale or already known
 		}
-		if c.Leader != "" && !slices.Contains(p.Replicas, c.Leader) {
+		// During a move a new replica may lead (leadership moves off a
+		// replica before it is removed).
+		if c.Leader != "" && !p.Hosts(c.Leader) {
 			return false, transport.Errorf(transport.ErrInvalidRequest, "%s is not a replica of %s/%d", c.Leader, c.Topic, c.Partition)
 		}
 		p.Leader, p.LeaderTerm = c.Leader, c.Term
@@ -261,6 +270,9 @@ func (m *Metadata) apply(index uint64, typ byte, payload []byte) (changed bool, 
 		return true, nil
 	}
 	if ok, changed, err := m.applyOps(typ, payload); ok {
+		return changed, err
+	}
+	if ok, changed, err := m.applyMoves(index, typ, payload); ok {
 		return changed, err
 	}
 	return false, transport.Errorf(transport.ErrInvalidRequest, "unknown metadata command type %d", typ)
@@ -365,12 +377,17 @@ type metadataState struct {
 	Brokers []Broker          `msgpack:"brokers"`
 	Topics  []Topic           `msgpack:"topics"`
 	Syncs   map[string]uint64 `msgpack:"syncs,omitempty"`
+	Decom   []string          `msgpack:"decom,omitempty"`
 }
 
 // Snapshot encodes the whole state (it is small) right away.
 func (m *Metadata) Snapshot() (raft.FSMSnapshot, error) {
 	m.mu.RLock()
 	st := metadataState{Topics: m.sortedTopicsLocked(), Syncs: maps.Clone(m.syncs)}
+	for id := range m.decommissioned {
+		st.Decom = append(st.Decom, id)
+	}
+	slices.Sort(st.Decom)
 	for _, b := range m.brokers {
 		st.Brokers = append(st.Brokers, b)
 	}
@@ -418,8 +435,12 @@ func (m *Metadata) Restore(rc io.ReadCloser) error {
 	if syncs == nil {
 		syncs = map[string]uint64{}
 	}
+	decom := map[string]bool{}
+	for _, id := range st.Decom {
+		decom[id] = true
+	}
 	m.mu.Lock()
-	m.brokers, m.topics, m.syncs = brokers, topics, syncs
+	m.brokers, m.topics, m.syncs, m.decommissioned = brokers, topics, syncs, decom
 	m.mu.Unlock()
 	m.notify()
 	return nil

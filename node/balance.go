@@ -85,7 +85,8 @@ func imbalanced(topics []fsm.Topic, all bool, percentage int) []partRef {
 	var out []partRef
 	for _, t := range topics {
 		for _, p := range t.Partitions {
-			if len(p.Replicas) == 0 {
+			// A move in progress places the leadership itself.
+			if len(p.Replicas) == 0 || p.Move != nil {
 				continue
 			}
 			pref := p.Replicas[0]
@@ -105,7 +106,7 @@ func imbalanced(topics []fsm.Topic, all bool, percentage int) []partRef {
 	}
 	for _, t := range topics { // deterministic order: topics, then partitions
 		for _, p := range t.Partitions {
-			if len(p.Replicas) == 0 || p.Leader == p.Replicas[0] {
+			if len(p.Replicas) == 0 || p.Move != nil || p.Leader == p.Replicas[0] {
 				continue
 			}
 			pref := p.Replicas[0]
@@ -278,5 +279,5 @@ func (n *Node) dispatchOps(ctx context.Context, method transport.Method, body []
 		}
 		return transport.Empty{}, n.alterPartitions(ctx, req)
 	}
-	return nil, transport.Errorf(transport.ErrInvalidRequest, "unknown method %d", uint8(method))
+	return n.dispatchMoves(ctx, method, body)
 }

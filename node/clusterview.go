@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-io/sluice/fsm"
 	"github.com/sluice-io/sluice/transport"
 )
 
@@ -43,6 +44,8 @@ type PartitionView struct {
 	LogStartOffset int64         `json:"log_start_offset"`
 	Bytes          int64         `json:"bytes"`
 	Status         []ReplicaView `json:"replica_status"`
+	// Move is the replica move in progress, if any.
+	Move *fsm.PartitionMove `json:"move,omitempty"`
 }
 
 // ReplicaView is one replica's progress relative to its leader. Lag is
@@ -111,7 +114,7 @@ func (n *Node) ClusterView(ctx context.Context) *ClusterView {
 	for _, t := range n.meta.Topics() {
 		tv := TopicView{Name: t.Name, ReplicationFactor: t.ReplicationFactor}
 		for _, a := range t.Partitions {
-			pv := PartitionView{Partition: a.ID, Leader: a.Leader, Replicas: append([]string(nil), a.Replicas...)}
+			pv := PartitionView{Partition: a.ID, Leader: a.Leader, Replicas: append([]string(nil), a.Replicas...), Move: a.Move}
 			if len(a.Replicas) > 0 {
 				pv.Preferred = a.Replicas[0]
 			}

@@ -89,6 +89,16 @@ type Config struct {
 	LeaderImbalanceCheckInterval     time.Duration
 	LeaderImbalancePerNodePercentage int
 
+	// Replica movement (node/move.go). A move that makes no progress for
+	// ReassignStallTimeout (default 2 min) while adding new replicas rolls
+	// back. ReplaceDeadNodesAfter > 0 makes the controller move the
+	// replicas of a node missing from gossip that long onto live nodes
+	// (off by default), at most MaxConcurrentMoves (default 2) moves at a
+	// time.
+	ReassignStallTimeout  time.Duration
+	ReplaceDeadNodesAfter time.Duration
+	MaxConcurrentMoves    int
+
 	Logger *slog.Logger
 
 	// wrapPartitionFSM, set by tests only, wraps each partition FSM.
@@ -155,6 +165,10 @@ func (c *Config) setDefaults() error {
 	}
 	if c.LeaderImbalancePerNodePercentage < 0 || c.LeaderImbalancePerNodePercentage > 100 {
 		return fmt.Errorf("leader imbalance percentage must be between 0 and 100, got %d", c.LeaderImbalancePerNodePercentage)
+	}
+	setDur(&c.ReassignStallTimeout, 2*time.Minute)
+	if c.MaxConcurrentMoves <= 0 {
+		c.MaxConcurrentMoves = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -55,11 +55,14 @@ func (n *Node) reconcileMembers() error {
 		return fmt.Errorf("metadata configuration: %w", err)
 	}
 	inConf := map[string]bool{}
+	nonvoters := map[string]bool{}
 	voters := 0
 	for _, s := range cf.Configuration().Servers {
 		inConf[string(s.ID)] = true
 		if s.Suffrage == raft.Voter {
 			voters++
+		} else {
+			nonvoters[string(s.ID)] = true
 		}
 	}
 	registered := map[string]fsm.Broker{}
@@ -67,9 +70,21 @@ func (n *Node) reconcileMembers() error {
 		registered[b.ID] = b
 	}
 	for _, m := range n.members.alive() {
+		// A node being decommissioned stays a non-voter (decommission
+		// demotes it), so it can be stopped without costing the metadata
+		// group a vote; a non-voter that is not is promoted while voters
+		// are missing (e.g. after a recommission).
+		decom := n.meta.Decommissioning(m.ID)
+		if nonvoters[m.ID] && !decom && voters < maxMetaVoters {
+			if err := n.metaRG.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RPCAddr), 0, 5*time.Second).Error(); err != nil {
+				return fmt.Errorf("promote %s in the metadata group: %w", m.ID, err)
+			}
+			voters++
+			n.logger.Info("promoted node to metadata voter", "id", m.ID)
+		}
 		if !inConf[m.ID] {
 			var f raft.IndexFuture
-			if voters < maxMetaVoters {
+			if voters < maxMetaVoters && !decom {
 				f = n.metaRG.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RPCAddr), 0, 5*time.Second)
 				voters++
 			} else {
@@ -174,16 +189,8 @@ func (n *Node) createTopic(ctx context.Context, req transport.CreateTopicRequest
 	if _, ok := n.meta.Topic(req.Name); ok {
 		return transport.Errorf(transport.ErrTopicExists, "topic %q already exists", req.Name)
 	}
-	alive := map[string]bool{}
-	for _, m := range n.members.alive() {
-		alive[m.ID] = true
-	}
-	var live []string
-	for _, b := range n.meta.Brokers() {
-		if alive[b.ID] {
-			live = append(live, b.ID)
-		}
-	}
+	// Alive, registered and not being decommissioned.
+	live := n.eligibleNodes()
 	assign, err := fsm.Assign(live, n.meta.Topics(), req.Partitions, req.ReplicationFactor)
 	if err != nil {
 		return err

@@ -46,9 +46,12 @@ type Node struct {
 	joined       chan struct{} // closed once the gossip join is done
 	bootstrapped atomic.Bool   // this process bootstrapped the metadata group
 	barrierTerm  uint64        // metadata term whose barrier the controller loop committed
-	ctx          context.Context
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
+	// opsBarrierTerm is the metadata term whose barrier the operation
+	// handlers (move.go) committed.
+	opsBarrierTerm atomic.Uint64
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
 
 	agentState // the colocated agent (node/agent.go)
 }
@@ -130,6 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop("bootstrap", n.bootstrapLoop)
 	n.goLoop("controller", n.controllerLoop)
 	n.goLoop("leader-balance", n.leaderBalanceLoop)
+	n.goLoop("moves", n.moveLoop)
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)

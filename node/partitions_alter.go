@@ -39,16 +39,8 @@ func (n *Node) alterPartitions(ctx context.Context, req transport.AlterPartition
 	case req.Partitions == have:
 		return nil // already done (e.g. a retry whose first reply was lost)
 	}
-	alive := map[string]bool{}
-	for _, m := range n.members.alive() {
-		alive[m.ID] = true
-	}
-	var live []string
-	for _, b := range n.meta.Brokers() {
-		if alive[b.ID] {
-			live = append(live, b.ID)
-		}
-	}
+	// Alive, registered and not being decommissioned.
+	live := n.eligibleNodes()
 	parts, err := fsm.Assign(live, n.meta.Topics(), req.Partitions-have, t.ReplicationFactor)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -103,11 +104,11 @@ func (n *Node) reconcileReplicas() {
 	for _, t := range n.meta.Topics() {
 		topics[t.Name] = t
 		for _, p := range t.Partitions {
-			for _, id := range p.Replicas {
-				if id == n.cfg.ID {
-					want[partKey{t.Name, p.ID}] = p
-					keep[replicaDirName(t.Name, t.ID, p.ID)] = true
-				}
+			// Replicas, and the target of a move in progress: a replica
+			// leaving in a move is kept until the move has finished.
+			if p.Hosts(n.cfg.ID) {
+				want[partKey{t.Name, p.ID}] = p
+				keep[replicaDirName(t.Name, t.ID, p.ID)] = true
 			}
 		}
 	}
@@ -138,7 +139,7 @@ func (n *Node) reconcileReplicas() {
 		n.mu.Lock()
 		delete(n.replicas, r.key)
 		n.mu.Unlock()
-		n.logger.Info("removing replica of deleted topic", "partition", r.key.String(), "topic_id", r.topicID)
+		n.logger.Info("removing replica no longer assigned here (topic deleted or replica moved)", "partition", r.key.String(), "topic_id", r.topicID)
 		if err := r.close(); err != nil {
 			n.logger.Warn("close replica", "err", err)
 		}
@@ -251,7 +252,10 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 	n.mu.Unlock()
 	n.logger.Info("hosting replica", "partition", k.String(), "replicas", p.Replicas)
 
-	if !g.hasState() {
+	// A replica joining through a move gets its configuration from the
+	// leader (it is added as a non-voter); bootstrapping it would make a
+	// group of its own.
+	if !g.hasState() && slices.Contains(p.Replicas, n.cfg.ID) {
 		n.goLoop("bootstrap "+k.String(), func() { n.bootstrapReplica(r) })
 	}
 	n.goLoop("leader-watch "+k.String(), func() { n.watchLeadership(r) })

@@ -127,6 +127,9 @@ func (n *Node) metadata(req transport.MetadataRequest) (*transport.MetadataRespo
 		}
 		for _, p := range t.Partitions {
 			pm := transport.PartitionMeta{ID: p.ID, Leader: p.Leader, Replicas: append([]string(nil), p.Replicas...), HighWatermark: -1}
+			if p.Move != nil {
+				pm.MoveTarget, pm.MovePhase = append([]string(nil), p.Move.Target...), p.Move.Phase
+			}
 			if r := n.replica(t.Name, p.ID); r != nil {
 				if _, id := r.raft().LeaderWithID(); id != "" {
 					pm.Leader = string(id)

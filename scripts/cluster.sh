@@ -2,6 +2,11 @@
 # Start, stop or inspect a local 3-node Sluice cluster on 127.0.0.1.
 #   node nN: client port 707N, gossip 794(5+N), HTTP 808N, Kafka 909(1+N), data $SLUICE_DATA/nN
 #   SLUICE_PORT_OFFSET=K adds K to every port (several clusters on one machine)
+#   SLUICE_NODES=N runs n1..nN (default 3); on a running cluster `start`
+#   starts only the missing nodes, which join it (then `sluice cluster
+#   rebalance` gives them replicas). The metadata group is bootstrapped by
+#   the first min(N, 3) nodes; later ones join it. `stop` and `status` cover
+#   every node with a pid file, whatever SLUICE_NODES says.
 # Usage: scripts/cluster.sh start|stop|status|restart [--agent-config FILE [--agent-name NAME]]
 #   --agent-config: every node also runs the agent NAME (default a1) of FILE
 #   in-process (colocated); each node gets SLUICE_NODE=nN in its environment
@@ -21,6 +26,20 @@ gossip_port() { echo $((7945 + OFF + $1)); }
 http_port() { echo $((8080 + OFF + $1)); }
 kafka_port() { echo $((9091 + OFF + $1)); }
 pidfile() { echo "$DATA/n$1.pid"; }
+BOOTSTRAP_EXPECT=$((NODES < 3 ? NODES : 3))
+# known_nodes lists 1..NODES plus any node with a pid file (a 4th node
+# started with SLUICE_NODES=4 is stopped by a plain `stop`).
+known_nodes() {
+  local ids=" "
+  for i in $(seq 1 "$NODES"); do ids+="$i "; done
+  for pf in "$DATA"/n*.pid; do
+    [[ -e $pf ]] || continue
+    local i=${pf##*/n}
+    i=${i%.pid}
+    [[ $i =~ ^[0-9]+$ && $ids != *" $i "* ]] && ids+="$i "
+  done
+  echo "$ids"
+}
 servers() {
   local s=""
   for i in $(seq 1 "$NODES"); do s+="${s:+,}$HOST:$(rpc_port "$i")"; done
@@ -47,7 +66,7 @@ start_node() {
   done
   SLUICE_NODE="n$i" "$BIN" node --id "n$i" --data-dir "$DATA/n$i" "${AGENT_ARGS[@]}" \
     --addr "$HOST:$(rpc_port "$i")" --gossip-addr "$HOST:$(gossip_port "$i")" \
-    --http-addr "$HOST:$(http_port "$i")" --kafka-addr "$HOST:$(kafka_port "$i")" --join "$join" --bootstrap-expect "$NODES" \
+    --http-addr "$HOST:$(http_port "$i")" --kafka-addr "$HOST:$(kafka_port "$i")" --join "$join" --bootstrap-expect "$BOOTSTRAP_EXPECT" \
     >>"$DATA/n$i.log" 2>&1 &
   echo $! >"$(pidfile "$i")"
   echo "started n$i (pid $!, rpc $HOST:$(rpc_port "$i"), http $HOST:$(http_port "$i"), kafka $HOST:$(kafka_port "$i"), log $DATA/n$i.log)"
@@ -66,7 +85,7 @@ start() {
 }
 
 stop() {
-  for i in $(seq 1 "$NODES"); do
+  for i in $(known_nodes); do
     local pf
     pf=$(pidfile "$i")
     if running "$i"; then
@@ -81,7 +100,7 @@ stop() {
 }
 
 status() {
-  for i in $(seq 1 "$NODES"); do
+  for i in $(known_nodes); do
     if running "$i"; then echo "n$i running (pid $(cat "$(pidfile "$i")"), kafka $HOST:$(kafka_port "$i"))"; else echo "n$i not running"; fi
   done
   "$BIN" cluster status --server "$(servers)" || true

@@ -159,6 +159,9 @@ type PartitionMeta struct {
 	Replicas []string `msgpack:"replicas" json:"replicas"`
 	// HighWatermark is filled by `topic describe` from the leaders; -1 when unknown.
 	HighWatermark int64 `msgpack:"hw" json:"high_watermark"`
+	// MoveTarget and MovePhase describe a replica move in progress.
+	MoveTarget []string `msgpack:"move_target,omitempty" json:"move_target,omitempty"`
+	MovePhase  string   `msgpack:"move_phase,omitempty" json:"move_phase,omitempty"`
 }
 
 type TopicMeta struct {

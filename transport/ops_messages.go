@@ -61,5 +61,5 @@ func opsMethodName(m Method) (string, bool) {
 	case MethodAlterPartitions:
 		return "alter_partitions", true
 	}
-	return "", false
+	return moveMethodName(m)
 }

@@ -36,6 +36,10 @@ type Config struct {
 	Binary string
 	// Nodes is the number of nodes (default 3).
 	Nodes int
+	// Spares are extra nodes (n(Nodes+1)...) that Launch does not start
+	// and Nodes does not list: the membership nemesis adds and removes
+	// them (process mode only).
+	Spares int
 	// BaseHost is the last octet of the first node's address: node i
 	// listens on 127.0.0.(BaseHost+i-1). Default 11.
 	BaseHost int
@@ -71,6 +75,8 @@ type Node struct {
 	LogPath string
 	// Container is the node's container name ("" in process mode).
 	Container string
+	// Spare nodes are started by the membership nemesis only.
+	Spare bool
 
 	mu       sync.Mutex
 	inst     instance      // nil when down
@@ -136,12 +142,12 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.BaseHost+cfg.Nodes-1 > 254 {
+	if cfg.BaseHost+cfg.Nodes+cfg.Spares-1 > 254 {
 		return nil, fmt.Errorf("cluster: %d nodes from 127.0.0.%d do not fit", cfg.Nodes, cfg.BaseHost)
 	}
 	c := newCluster(cfg)
 	c.rt = &processRuntime{c: c}
-	for i := 1; i <= cfg.Nodes; i++ {
+	for i := 1; i <= cfg.Nodes+cfg.Spares; i++ {
 		host := fmt.Sprintf("127.0.0.%d", cfg.BaseHost+i-1)
 		ports, err := freePorts(host, 3)
 		if err != nil {
@@ -156,6 +162,7 @@ func New(cfg Config) (*Cluster, error) {
 			HTTPAddr:   net.JoinHostPort(host, strconv.Itoa(ports[2])),
 			DataDir:    filepath.Join(cfg.Dir, "data", id),
 			LogPath:    filepath.Join(cfg.Dir, id+".log"),
+			Spare:      i > cfg.Nodes,
 		}
 		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
@@ -229,11 +236,24 @@ func freePorts(host string, n int) ([]int, error) {
 	return out, nil
 }
 
-// Nodes lists the node ids, n1..nN.
+// Nodes lists the node ids, n1..nN (spares left out).
 func (c *Cluster) Nodes() []string {
-	out := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		out[i] = n.ID
+	out := make([]string, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		if !n.Spare {
+			out = append(out, n.ID)
+		}
+	}
+	return out
+}
+
+// Spares lists the spare nodes' ids.
+func (c *Cluster) Spares() []string {
+	var out []string
+	for _, n := range c.nodes {
+		if n.Spare {
+			out = append(out, n.ID)
+		}
 	}
 	return out
 }
@@ -249,11 +269,14 @@ func (c *Cluster) Host(id string) string {
 	return ""
 }
 
-// RPCAddrs lists every node's RPC address.
+// RPCAddrs lists every node's RPC address (spares left out: clients
+// learn of them from the cluster's metadata).
 func (c *Cluster) RPCAddrs() []string {
-	out := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		out[i] = n.RPCAddr
+	out := make([]string, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		if !n.Spare {
+			out = append(out, n.RPCAddr)
+		}
 	}
 	return out
 }
@@ -296,9 +319,13 @@ func (c *Cluster) args(n *Node, dataDir string) []string {
 	return append(args, c.cfg.ExtraArgs...)
 }
 
-// Launch starts every node and waits until each answers /healthz.
+// Launch starts every node but the spares and waits until each answers
+// /healthz.
 func (c *Cluster) Launch(ctx context.Context) error {
 	for _, n := range c.nodes {
+		if n.Spare {
+			continue
+		}
 		if err := c.Start(ctx, n.ID); err != nil {
 			return err
 		}

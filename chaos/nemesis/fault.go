@@ -68,6 +68,7 @@ var Families = map[string][]string{
 	"combo":      {Combo},
 	"power-loss": {PowerLoss, PowerLossAll},
 	"lifecycle":  {TopicLifecycle}, // not in AllKinds (not in "all") until it has run reliably
+	"membership": {Membership},     // likewise (membership.go)
 }
 
 // AllKinds lists every fault kind.
@@ -158,6 +159,7 @@ type Env struct {
 	Rng   *rand.Rand
 	mu    *sync.Mutex // guards Rng, shared by concurrent users of an Env
 	Admin TopicAdmin  // topic-lifecycle only; nil otherwise
+	Mover Mover       // membership only; nil otherwise
 	life  *lifecycleState
 }
 
@@ -202,6 +204,8 @@ func NewFault(kind string, env Env) (Fault, error) {
 		return newCombo(env)
 	case TopicLifecycle:
 		return newLifecycle(env)
+	case Membership:
+		return newMembership(env)
 	}
 	return nil, fmt.Errorf("unknown fault kind %q", kind)
 }

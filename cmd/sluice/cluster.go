@@ -20,7 +20,7 @@ import (
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Inspect the cluster"}
-	cmd.AddCommand(newClusterStatusCmd(), newClusterWaitCmd(), newClusterRebalanceLeadersCmd())
+	cmd.AddCommand(newClusterStatusCmd(), newClusterWaitCmd(), newClusterRebalanceLeadersCmd(), newClusterRebalanceCmd(), newClusterMovesCmd())
 	return cmd
 }
 

@@ -72,7 +72,11 @@ func newNodeCmd() *cobra.Command {
 	f.BoolVar(&autoLeaderRebalance, "auto-leader-rebalance", true, "move partition leadership back to preferred replicas (the first replica) periodically, as Kafka's auto.leader.rebalance.enable")
 	f.DurationVar(&cfg.LeaderImbalanceCheckInterval, "leader-imbalance-check-interval", 5*time.Minute, "how often the controller checks the leader imbalance")
 	f.IntVar(&cfg.LeaderImbalancePerNodePercentage, "leader-imbalance-per-node-percentage", 10, "share of a node's preferred partitions led elsewhere above which the check moves them back (1-100)")
+	f.DurationVar(&cfg.ReassignStallTimeout, "reassign-stall-timeout", 2*time.Minute, "roll back a replica move that makes no progress this long while adding replicas (e.g. the new replica's node is down)")
+	f.DurationVar(&cfg.ReplaceDeadNodesAfter, "replace-dead-nodes-after", 0, "move the replicas of a node dead this long onto live nodes (0: never, the default)")
+	f.IntVar(&cfg.MaxConcurrentMoves, "max-concurrent-moves", 2, "most moves the controller starts at once when replacing dead nodes")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("data-dir")
+	cmd.AddCommand(newNodeDecommissionCmd(), newNodeRecommissionCmd())
 	return cmd
 }

@@ -15,7 +15,7 @@ import (
 
 func newTopicCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "topic", Short: "Create, list, describe and delete topics"}
-	cmd.AddCommand(newTopicCreateCmd(), newTopicListCmd(), newTopicDescribeCmd(), newTopicDeleteCmd(), newTopicLeaderCmd(), newTopicWaitLeaderCmd(), newTopicAlterCmd())
+	cmd.AddCommand(newTopicCreateCmd(), newTopicListCmd(), newTopicDescribeCmd(), newTopicDeleteCmd(), newTopicLeaderCmd(), newTopicWaitLeaderCmd(), newTopicAlterCmd(), newTopicReassignCmd())
 	return cmd
 }
 
