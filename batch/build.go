@@ -30,11 +30,27 @@ func NewBatch(records []kmsg.Record, producerID int64, producerEpoch int16, base
 	return b // uncompressed encoding cannot fail
 }
 
+// recordOverhead bounds a record's encoding besides its key, value and
+// headers: length, attributes, timestamp and offset deltas, key and value
+// lengths, header count.
+const recordOverhead = 1 + 4*binary.MaxVarintLen32 + 2*binary.MaxVarintLen64
+
 // Build encodes records as one record batch v2 per o.
 func Build(records []kmsg.Record, o Options) ([]byte, error) {
 	first := o.Timestamp.UnixMilli()
 	maxTS := first
-	var body, scratch []byte
+	// Size the body once: growing it by appends copied a large batch
+	// several times over.
+	est := 0
+	for i := range records {
+		r := &records[i]
+		est += recordOverhead + len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			est += 2*binary.MaxVarintLen32 + len(h.Key) + len(h.Value)
+		}
+	}
+	body := make([]byte, 0, est)
+	var scratch []byte
 	for i := range records {
 		r := records[i]
 		r.OffsetDelta = int32(i)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,14 @@ type fakeCluster struct {
 	// after slowDelay (past the client's attempt timeout).
 	slowProduces int
 	slowDelay    time.Duration
+	// hold, when set, keeps every produce's reply (after applying it)
+	// until it is closed; held counts the replies waiting, maxHeld the
+	// most at once.
+	hold          chan struct{}
+	held, maxHeld int
+	// unordered serves pipelined produces of a connection in whatever order
+	// their goroutines get to them (a node without ordered methods).
+	unordered bool
 	// produces records every produce request that reached a leader.
 	produces []fakeProduce
 	changed  chan struct{} // closed and replaced on every append
@@ -55,6 +64,7 @@ type fakeProduce struct {
 	seq        int32
 	records    int
 	dup        bool
+	refused    bool // out of sequence
 }
 
 type fakeTopic struct {
@@ -72,6 +82,11 @@ type fakeLog struct {
 
 func newFakeCluster(t testing.TB, n int) *fakeCluster {
 	t.Helper()
+	return newFakeClusterOpts(t, n, false)
+}
+
+func newFakeClusterOpts(t testing.TB, n int, unordered bool) *fakeCluster {
+	t.Helper()
 	fc := &fakeCluster{
 		t:         t,
 		topics:    map[string]*fakeTopic{},
@@ -80,9 +95,14 @@ func newFakeCluster(t testing.TB, n int) *fakeCluster {
 		hint:      true,
 		staleMeta: -1,
 		changed:   make(chan struct{}),
+		unordered: unordered,
+	}
+	ordered := []transport.Method{transport.MethodProduce}
+	if unordered {
+		ordered = nil
 	}
 	for i := range n {
-		mux, err := transport.Listen(transport.Config{Addr: "127.0.0.1:0"})
+		mux, err := transport.Listen(transport.Config{Addr: "127.0.0.1:0", OrderedMethods: ordered})
 		require.NoError(t, err)
 		node := &fakeNode{id: fmt.Sprintf("n%d", i+1), addr: mux.Addr().String(), mux: mux}
 		fc.nodes = append(fc.nodes, node)
@@ -298,6 +318,19 @@ func (fc *fakeCluster) leaderCheck(i int, topic string, part int32) (*fakeLog, e
 }
 
 func (fc *fakeCluster) produce(ctx context.Context, i int, req *transport.ProduceRequest) (any, error) {
+	leave := func() {}
+	if fc.unordered {
+		// Let the goroutines of pipelined requests overtake each other.
+		time.Sleep(time.Duration(rand.N(2000)) * time.Microsecond)
+	} else {
+		// As a node does, take pipelined batches in the order they were
+		// sent, and let the next one in once this one is applied.
+		var err error
+		if leave, err = transport.InOrder(ctx); err != nil {
+			return nil, err
+		}
+	}
+	defer leave()
 	fc.mu.Lock()
 	l, err := fc.leaderCheck(i, req.Topic, req.Partition)
 	if err != nil {
@@ -318,6 +351,7 @@ func (fc *fakeCluster) produce(ctx context.Context, i int, req *transport.Produc
 	} else {
 		want, known := l.nextSeq[rb.ProducerID]
 		if (known && rb.BaseSequence != want) || (!known && rb.BaseSequence != 0) {
+			seen.refused = true
 			fc.produces = append(fc.produces, seen)
 			fc.mu.Unlock()
 			return nil, transport.Errorf(transport.ErrOutOfOrderSequence, "sequence %d, want %d", rb.BaseSequence, want)
@@ -341,7 +375,19 @@ func (fc *fakeCluster) produce(ctx context.Context, i int, req *transport.Produc
 		fc.slowProduces--
 		delay = fc.slowDelay
 	}
+	hold := fc.hold
+	if hold != nil {
+		fc.held++
+		fc.maxHeld = max(fc.maxHeld, fc.held)
+	}
 	fc.mu.Unlock()
+	leave()
+	if hold != nil {
+		<-hold
+		fc.mu.Lock()
+		fc.held--
+		fc.mu.Unlock()
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):

@@ -34,6 +34,11 @@ type ProducerConfig struct {
 	// ManualPartition makes Send use Record.Partition as given instead of
 	// the key hash / round-robin partitioner.
 	ManualPartition bool
+	// MaxInFlight is how many batches of one partition may await their
+	// acknowledgement at once (Kafka's max.in.flight.requests.per.connection);
+	// default and most 5, the batches a partition remembers per producer
+	// for duplicate detection. Order is kept either way.
+	MaxInFlight int
 }
 
 func (cfg *ProducerConfig) setDefaults() {
@@ -52,11 +57,14 @@ func (cfg *ProducerConfig) setDefaults() {
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = 64 << 20
 	}
+	if cfg.MaxInFlight <= 0 || cfg.MaxInFlight > maxPipeline {
+		cfg.MaxInFlight = maxPipeline
+	}
 }
 
 // Producer batches records per partition and sends them as idempotent
-// batches, one batch in flight per partition so retries never reorder a
-// partition's records. Records with a key go to KeyPartition(key); records
+// batches, up to MaxInFlight of them in flight per partition, retried in
+// order so a partition's records are never reordered (pipeline.go). Records with a key go to KeyPartition(key); records
 // without one stick to one partition until its batch is cut, then move on
 // round-robin. It is safe for concurrent use.
 //
@@ -98,10 +106,11 @@ type pending struct {
 // partQueue is one partition's buffer; its goroutine sends it in batches.
 type partQueue struct {
 	part   int32
-	recs   []pending
+	recs   pendingQueue
 	bytes  int
 	wake   chan struct{}
-	stream stream
+	stream stream    // the sender goroutine's
+	pipe   *pipeline // the sender goroutine's
 }
 
 // NewProducer returns a producer for cfg.Topic. It does no I/O.
@@ -252,12 +261,12 @@ func (p *Producer) send(ctx context.Context, r Record, part int32, done func(Rec
 	r.Partition = part
 	q := p.parts[part]
 	if q == nil {
-		q = &partQueue{part: part, wake: make(chan struct{}, 1), stream: newStream()}
+		q = &partQueue{part: part, wake: make(chan struct{}, 1), stream: newStream(), pipe: newPipeline()}
 		p.parts[part] = q
 		p.wg.Add(1)
 		go p.run(q)
 	}
-	q.recs = append(q.recs, pending{rec: r, ctx: ctx, done: done, size: size, at: time.Now(), state: state})
+	q.recs.push(pending{rec: r, ctx: ctx, done: done, size: size, at: time.Now(), state: state})
 	q.bytes += size
 	p.buffered += size
 	if p.outstanding == 0 {
@@ -278,6 +287,7 @@ func poke(ch chan struct{}) {
 // run sends q's records in batches until the producer closes.
 func (p *Producer) run(q *partQueue) {
 	defer p.wg.Done()
+	pl := q.pipe
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -285,47 +295,75 @@ func (p *Producer) run(q *partQueue) {
 		}
 	}()
 	for {
+		// Take the answers that are in, and complete what they finished.
+	drain:
+		for {
+			select {
+			case r := <-pl.results:
+				p.absorb(q, r)
+			default:
+				break drain
+			}
+		}
+		p.completeHead(q)
+		if pl.recovering && pl.waiting == 0 {
+			p.recover(q)
+			continue
+		}
+
+		var linger time.Duration
 		p.mu.Lock()
-		if p.abort.Err() != nil {
-			failed := q.recs
-			q.recs, q.bytes = nil, 0
+		if p.abort.Err() != nil && q.recs.len() > 0 {
+			failed := q.recs.drain()
+			q.bytes = 0
 			p.mu.Unlock()
 			p.complete(failed, ErrClosed)
+			continue
+		}
+		if q.recs.len() > 0 && pl.canSend(p.cfg.MaxInFlight) {
+			full := q.bytes+batchOverhead >= p.cfg.BatchBytes || q.recs.len() >= p.cfg.BatchRecords
+			linger = time.Until(q.recs.at(0).at.Add(p.cfg.Linger))
+			if full || p.closed || p.flushing > 0 || linger <= 0 {
+				batch := p.cut(q)
+				p.mu.Unlock()
+				if len(batch) > 0 {
+					p.newFlight(q, batch)
+				}
+				continue
+			}
+		}
+		queued := q.recs.len() > 0
+		if !queued && len(pl.flights) == 0 && (p.closed || p.abort.Err() != nil) {
+			p.mu.Unlock()
 			return
 		}
-		if len(q.recs) == 0 {
-			closed := p.closed
-			p.mu.Unlock()
-			if closed {
-				return
-			}
-			select {
-			case <-q.wake:
-			case <-p.abort.Done():
-			}
-			continue
-		}
-		full := q.bytes+batchOverhead >= p.cfg.BatchBytes || len(q.recs) >= p.cfg.BatchRecords
-		if wait := time.Until(q.recs[0].at.Add(p.cfg.Linger)); !full && !p.closed && p.flushing == 0 && wait > 0 {
-			p.mu.Unlock()
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			select {
-			case <-timer.C:
-			case <-q.wake:
-				// Since Go 1.23 a stopped timer never delivers a stale tick,
-				// so no draining is needed before the next Reset.
-				timer.Stop()
-			case <-p.abort.Done():
-			}
-			continue
-		}
-		batch := p.cut(q)
 		p.mu.Unlock()
-		p.sendBatch(q, batch)
+
+		var tick <-chan time.Time
+		if linger > 0 {
+			if timer == nil {
+				timer = time.NewTimer(linger)
+			} else {
+				timer.Reset(linger)
+			}
+			tick = timer.C
+		}
+		var abort <-chan struct{}
+		if queued || len(pl.flights) == 0 {
+			abort = p.abort.Done() // with batches in flight, their answers tell
+		}
+		select {
+		case r := <-pl.results:
+			p.absorb(q, r)
+		case <-q.wake:
+		case <-tick:
+		case <-abort:
+		}
+		if timer != nil {
+			// Since Go 1.23 a stopped timer never delivers a stale tick,
+			// so no draining is needed before the next Reset.
+			timer.Stop()
+		}
 	}
 }
 
@@ -333,16 +371,17 @@ func (p *Producer) run(q *partQueue) {
 // withdrawn or whose context already ended.
 func (p *Producer) cut(q *partQueue) []pending {
 	n, bytes := 0, batchOverhead
-	for n < len(q.recs) && n < p.cfg.BatchRecords {
-		if n > 0 && bytes+q.recs[n].size > p.cfg.BatchBytes {
+	for n < q.recs.len() && n < p.cfg.BatchRecords {
+		if n > 0 && bytes+q.recs.at(n).size > p.cfg.BatchBytes {
 			break
 		}
-		bytes += q.recs[n].size
+		bytes += q.recs.at(n).size
 		n++
 	}
-	batch := make([]pending, 0, n)
+	taken := q.recs.take(n)
+	batch := taken[:0]
 	var dropped []pending
-	for _, pd := range q.recs[:n] {
+	for _, pd := range taken {
 		q.bytes -= pd.size
 		if pd.ctx.Err() != nil || !pd.state.CompareAndSwap(0, 1) {
 			dropped = append(dropped, pd)
@@ -350,7 +389,6 @@ func (p *Producer) cut(q *partQueue) []pending {
 		}
 		batch = append(batch, pd)
 	}
-	q.recs = append(q.recs[:0:0], q.recs[n:]...)
 	if p.sticky == q.part {
 		p.sticky = -1 // the next keyless record starts a batch elsewhere
 	}
@@ -368,32 +406,6 @@ func (p *Producer) cut(q *partQueue) []pending {
 		}()
 	}
 	return batch
-}
-
-// sendBatch sends one batch on q's stream and completes its records.
-func (p *Producer) sendBatch(q *partQueue, batch []pending) {
-	if len(batch) == 0 {
-		return
-	}
-	recs := make([]Record, len(batch))
-	ctxs := make([]context.Context, len(batch))
-	for i, pd := range batch {
-		recs[i] = pd.rec
-		ctxs[i] = pd.ctx
-	}
-	ctx, cancel := batchContext(p.abort, ctxs)
-	base, err := p.c.produce(ctx, p.cfg.Topic, q.part, &q.stream, recs)
-	cancel()
-	if err != nil {
-		p.c.log.Debug("producer: batch failed", "topic", p.cfg.Topic, "partition", q.part,
-			"records", len(batch), "unknown_outcome", IsUnknownOutcome(err), "err", err)
-		p.complete(batch, err)
-		return
-	}
-	for i := range batch {
-		batch[i].rec.Offset = base + int64(i)
-	}
-	p.complete(batch, nil)
 }
 
 // complete runs the callbacks of finished records and releases their

@@ -16,10 +16,11 @@ import (
 
 // raftGroup is one hashicorp/raft instance with its stores and transport.
 type raftGroup struct {
-	name  string
-	raft  *raft.Raft
-	store *raftboltdb.BoltStore
-	trans *raft.NetworkTransport
+	name   string
+	raft   *raft.Raft
+	store  *walLog               // the Raft log (logstore.go)
+	stable *raftboltdb.BoltStore // term and vote
+	trans  *raft.NetworkTransport
 }
 
 type raftGroupOptions struct {
@@ -41,9 +42,8 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("raft dir: %w", err)
 	}
-	// raft-boltdb fsyncs every StoreLogs call: an entry is durable before
-	// this node counts toward its commit.
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.dir, "raft.db"), NoSync: failpoint.Enabled(failpoint.SkipRaftFsync)})
+	noSync := failpoint.Enabled(failpoint.SkipRaftFsync)
+	stable, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(o.dir, "raft.db"), NoSync: noSync})
 	if err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
 	}
@@ -53,14 +53,25 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 		Output:      &slogWriter{logger: n.logger},
 		DisableTime: true,
 	})
+	// The log store fsyncs every StoreLogs call: an entry is durable
+	// before this node counts toward its commit.
+	store, err := openLogStore(o.dir, stable, noSync, hl)
+	if err != nil {
+		stable.Close()
+		return nil, err
+	}
+	closeStores := func() {
+		store.Close()
+		stable.Close()
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(o.dir, 2, hl)
 	if err != nil {
-		store.Close()
+		closeStores()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	layer, err := n.mux.RaftLayer(o.name)
 	if err != nil {
-		store.Close()
+		closeStores()
 		return nil, fmt.Errorf("register raft group %s: %w", o.name, err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -87,17 +98,20 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	// Group many client batches into one fsync of the Raft log.
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = maxAppendEntries(n.cfg.MaxAppendBytes, o.maxEntryBytes)
-	var logs raft.LogStore = store
+	var logs raft.LogStore = newLogCache(store, logCacheBytes)
 	if n.cfg.wrapLogStore != nil {
-		logs = n.cfg.wrapLogStore(o.name, store)
+		logs = n.cfg.wrapLogStore(o.name, logs)
+		if _, ok := logs.(raft.MonotonicLogStore); !ok {
+			logs = monotonicLog{logs}
+		}
 	}
-	r, err := raft.NewRaft(rc, o.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, o.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
-		store.Close()
+		closeStores()
 		return nil, fmt.Errorf("start raft group %s: %w", o.name, err)
 	}
-	return &raftGroup{name: o.name, raft: r, store: store, trans: trans}, nil
+	return &raftGroup{name: o.name, raft: r, store: store, stable: stable, trans: trans}, nil
 }
 
 // raftIOTimeout is the transport's deadline for one Raft message (dial,
@@ -145,6 +159,9 @@ func (g *raftGroup) shutdown() error {
 		err = cerr
 	}
 	if cerr := g.store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if cerr := g.stable.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err

@@ -195,7 +195,14 @@ func (n *Node) produce(ctx context.Context, req transport.ProduceRequest) (*tran
 	if failpoint.Enabled(failpoint.AckBeforeCommit) {
 		return ackBeforeCommit(r, req.Batch, timeout)
 	}
+	// Batches pipelined on one connection enter the Raft log in the order
+	// they were sent, so their producer sequences arrive in order.
+	leave, err := transport.InOrder(ctx)
+	if err != nil {
+		return nil, err
+	}
 	f := r.raft().Apply(fsm.EncodeAppend(req.Batch), timeout)
+	leave()
 	if err := f.Error(); err != nil {
 		addr, _ := r.raft().LeaderWithID()
 		return nil, raftErr(err, string(addr))

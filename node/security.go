@@ -89,6 +89,9 @@ func (n *Node) muxConfig() transport.Config {
 			transport.MethodProduce:      n.cfg.MaxBatchBytes + requestOverhead,
 			transport.MethodOffsetCommit: requestOverhead,
 		},
+		// A producer keeps several batches of a partition in flight on
+		// one connection: they go to Raft in the order they were sent.
+		OrderedMethods:   []transport.Method{transport.MethodProduce},
 		MaxConns:         n.cfg.MaxConns,
 		MaxInFlightBytes: n.cfg.MaxInFlightBytes,
 	}

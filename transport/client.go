@@ -164,19 +164,38 @@ func (c *Conn) Close() error {
 // reply's *Error as is, or an error wrapping ErrNotSent or ErrNoReply (with
 // the cause, e.g. ctx.Err(), also in the chain), or a decoding error.
 func (c *Conn) Call(ctx context.Context, method Method, req, resp any) error {
+	p, err := c.Start(ctx, method, req)
+	if err != nil {
+		return err
+	}
+	return p.Wait(ctx, resp)
+}
+
+// Pending is a request written to its connection whose reply is awaited.
+type Pending struct {
+	c      *Conn
+	id     uint64
+	method Method
+	ch     chan Frame
+}
+
+// Start writes req as method and returns at once, the reply to be taken
+// with Wait. Requests started one after another on a Conn reach the node
+// in that order (a node can then keep them in order: see OrderedMethods).
+// An error wraps ErrNotSent: the request did not reach the node.
+func (c *Conn) Start(ctx context.Context, method Method, req any) (*Pending, error) {
 	body, err := msgpack.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("transport: %s to %s: encode request: %w: %w", method, c.addr, ErrNotSent, err)
+		return nil, fmt.Errorf("transport: %s to %s: encode request: %w: %w", method, c.addr, ErrNotSent, err)
 	}
 	c.lastUsed.Store(time.Now().UnixNano())
-	defer func() { c.lastUsed.Store(time.Now().UnixNano()) }()
 	id := c.nextID.Add(1)
 	buf, err := appendFrame(nil, Frame{ID: id, Method: method, Kind: KindRequest, Body: body})
 	if err == nil && len(buf)-4 > c.maxFrame {
 		err = fmt.Errorf("%w: request of %d bytes, limit %d", ErrFrameTooLarge, len(buf)-4, c.maxFrame)
 	}
 	if err != nil {
-		return fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
+		return nil, fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
 	}
 
 	// Register before writing so that a fast reply finds its waiter.
@@ -185,33 +204,41 @@ func (c *Conn) Call(ctx context.Context, method Method, req, resp any) error {
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		return fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
+		return nil, fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
 	}
 	c.pending[id] = ch
 	c.mu.Unlock()
 
 	if err := c.send(ctx, buf); err != nil {
 		c.forget(id)
-		return fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
+		return nil, fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNotSent, err)
 	}
+	return &Pending{c: c, id: id, method: method, ch: ch}, nil
+}
 
+// Wait waits for the reply of a started request and decodes it into resp
+// unless resp is nil. Errors are classified as for Call (never ErrNotSent:
+// the request was sent).
+func (p *Pending) Wait(ctx context.Context, resp any) error {
+	c := p.c
+	defer c.lastUsed.Store(time.Now().UnixNano())
 	select {
-	case f, ok := <-ch:
+	case f, ok := <-p.ch:
 		if !ok {
-			return fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNoReply, c.cause())
+			return fmt.Errorf("transport: %s to %s: %w: %w", p.method, c.addr, ErrNoReply, c.cause())
 		}
 		if f.Err != nil {
 			return f.Err
 		}
 		if resp != nil {
 			if err := msgpack.Unmarshal(f.Body, resp); err != nil {
-				return fmt.Errorf("transport: %s to %s: decode response: %w", method, c.addr, err)
+				return fmt.Errorf("transport: %s to %s: decode response: %w", p.method, c.addr, err)
 			}
 		}
 		return nil
 	case <-ctx.Done():
-		c.forget(id)
-		return fmt.Errorf("transport: %s to %s: %w: %w", method, c.addr, ErrNoReply, ctx.Err())
+		c.forget(p.id)
+		return fmt.Errorf("transport: %s to %s: %w: %w", p.method, c.addr, ErrNoReply, ctx.Err())
 	}
 }
 
@@ -347,17 +374,26 @@ func NewPool(opts DialOptions) *Pool {
 // A request that could not be written on a connection found dead is retried
 // once on a fresh connection (safe: it was not sent).
 func (p *Pool) Call(ctx context.Context, addr string, method Method, req, resp any) error {
+	pd, err := p.Start(ctx, addr, method, req)
+	if err != nil {
+		return err
+	}
+	return pd.Wait(ctx, resp)
+}
+
+// Start is Conn.Start on the pool's connection to addr: requests started
+// one after another to one address go out in that order on one connection.
+func (p *Pool) Start(ctx context.Context, addr string, method Method, req any) (*Pending, error) {
 	for attempt := 0; ; attempt++ {
 		c, fresh, err := p.conn(ctx, addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		err = c.Call(ctx, method, req, resp)
-		if err != nil && attempt == 0 && !fresh && errors.Is(err, ErrNotSent) &&
-			c.broken() && ctx.Err() == nil {
+		pd, err := c.Start(ctx, method, req)
+		if err != nil && attempt == 0 && !fresh && c.broken() && ctx.Err() == nil {
 			continue
 		}
-		return err
+		return pd, err
 	}
 }
 

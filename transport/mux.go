@@ -90,6 +90,9 @@ type Config struct {
 	// request is answered with an error (ErrRecordTooLarge for produce,
 	// ErrInvalidRequest otherwise) and its bytes skipped unbuffered.
 	MethodMaxBytes map[Method]int
+	// OrderedMethods are the methods whose requests on one connection pass
+	// their ordered section (see InOrder) in the order they were sent.
+	OrderedMethods []Method
 	// DialTLS, when set, is the client configuration of the Raft
 	// connections this Mux dials (its certificate and the CA that signed
 	// the peers'). ServerName defaults to the dialled host.
@@ -163,6 +166,7 @@ type Mux struct {
 	idleTimeout   time.Duration
 	maxConns      int
 	methodMax     map[Method]int
+	ordered       map[Method]bool
 	// inflight holds the bytes of requests read and not yet answered.
 	inflight *byteSem
 
@@ -217,6 +221,10 @@ func Listen(cfg Config) (*Mux, error) {
 			methodMax[meth] = n
 		}
 	}
+	ordered := make(map[Method]bool, len(cfg.OrderedMethods))
+	for _, meth := range cfg.OrderedMethods {
+		ordered[meth] = true
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mux{
 		ln:            ln,
@@ -232,6 +240,7 @@ func Listen(cfg Config) (*Mux, error) {
 		idleTimeout:   orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
 		maxConns:      maxConns,
 		methodMax:     methodMax,
+		ordered:       ordered,
 		inflight:      newByteSem(maxInFlight),
 		ctx:           ctx,
 		cancel:        cancel,
@@ -563,6 +572,7 @@ func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
 	br := bufio.NewReaderSize(c, 64<<10)
 	w := &frameWriter{c: c}
 	slots := make(chan struct{}, maxInFlight)
+	order := newOrderChain()
 	for {
 		f, size, err := m.readRequest(ctx, c, br, w, func() int { return len(slots) })
 		if err != nil {
@@ -591,12 +601,20 @@ func (m *Mux) serveClient(c net.Conn, h Handler, log *slog.Logger) {
 			m.inflight.release(size)
 			return
 		}
+		rctx, t := ctx, (*turn)(nil)
+		if m.ordered[f.Method] {
+			t = order.next()
+			rctx = context.WithValue(ctx, turnKey{}, t)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
 			defer m.inflight.release(size)
-			m.serveRequest(ctx, c, w, h, f, log)
+			if t != nil {
+				defer t.leave()
+			}
+			m.serveRequest(rctx, c, w, h, f, log)
 		}()
 	}
 }

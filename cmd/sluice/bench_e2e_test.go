@@ -20,7 +20,7 @@ func TestBenchCommands(t *testing.T) {
 	c := startProcCluster(t, 3)
 	for _, args := range [][]string{
 		{"bench", "produce", "--records", "200", "--json", "--quiet"},
-		{"bench", "produce", "--records", "200", "--record-size", "100", "--partitions", "2", "--producers", "2", "--max-in-flight", "5", "--json"},
+		{"bench", "produce", "--records", "200", "--record-size", "100", "--partitions", "2", "--producers", "2", "--max-in-flight", "7", "--json"},
 		{"bench", "latency", "--records", "20", "--json", "--quiet"},
 		{"bench", "latency", "--records", "50", "--rate", "200", "--json", "--quiet"},
 		{"bench", "consume", "--records", "300", "--json", "--quiet"},
@@ -37,8 +37,8 @@ func TestBenchCommands(t *testing.T) {
 		require.Greater(t, res["max_ms"].(float64), 0.0, "%v", args)
 		require.Zero(t, res["failed"].(float64), "%v", args)
 		if args[1] == "produce" && len(args) > 8 {
-			require.Equal(t, 1.0, res["effective_max_in_flight"], "reported, not applied yet")
-			require.Contains(t, res["note"], "--max-in-flight 5 not applied")
+			require.Equal(t, 5.0, res["effective_max_in_flight"], "capped at the dedupe window")
+			require.Contains(t, res["note"], "--max-in-flight 7 capped at 5")
 		}
 	}
 	require.Contains(t, c.run("bench", "consume", "--records", "300"), "300 records of 1024 bytes", "the second run reuses the filled partition")
