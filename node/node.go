@@ -29,6 +29,8 @@ type Node struct {
 
 	mux     *transport.Mux
 	pool    *transport.Pool
+	// heartbeats coalesces the Raft heartbeats between nodes (heartbeats.go).
+	heartbeats *heartbeatHub
 	members *membership
 	meta    *fsm.Metadata
 	metaRG  *raftGroup
@@ -91,6 +93,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
 		TLS:           n.tls.client,
+	})
+	n.heartbeats = newHeartbeatHub(func(ctx context.Context, addr string, req *transport.RaftHeartbeatsRequest, resp *transport.RaftHeartbeatsResponse) error {
+		return n.pool.Call(ctx, addr, transport.MethodRaftHeartbeats, req, resp)
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
@@ -179,6 +184,11 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.stopAgent()
 	n.cancel()
+	if n.heartbeats != nil {
+		// Heartbeats still waiting fail at once, so no Raft group's
+		// shutdown waits for a round trip.
+		n.heartbeats.close()
+	}
 	var errs []error
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
