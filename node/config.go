@@ -58,11 +58,11 @@ type Config struct {
 	// Followers of an idle partition apply its last entries that much
 	// later; acknowledgements never wait for it.
 	PartitionCommitTimeout time.Duration
-	SnapshotThreshold  uint64        // raft entries between snapshots (default 16384)
-	SnapshotInterval   time.Duration // how often raft checks the threshold (default 60s)
-	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
-	SegmentBytes       int64         // partition segment size (default 64 MiB)
-	RetentionInterval  time.Duration // how often retention runs (default 30s)
+	SnapshotThreshold      uint64        // raft entries between snapshots (default 16384)
+	SnapshotInterval       time.Duration // how often raft checks the threshold (default 60s)
+	TrailingLogs           uint64        // raft entries kept after a snapshot (default 4096)
+	SegmentBytes           int64         // partition segment size (default 64 MiB)
+	RetentionInterval      time.Duration // how often retention runs (default 30s)
 	// OffsetsRetention expires a consumer group's offsets this long after
 	// its last commit (default 7 days; negative: never).
 	OffsetsRetention time.Duration

@@ -27,18 +27,18 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mux     *transport.Mux
-	pool    *transport.Pool
+	mux  *transport.Mux
+	pool *transport.Pool
 	// heartbeats coalesces the Raft heartbeats between nodes (heartbeats.go).
 	heartbeats *heartbeatHub
-	members *membership
-	meta    *fsm.Metadata
-	metaRG  *raftGroup
-	metrics *metrics
-	tls     tlsConfigs // both nil without TLS
-	http    *http.Server
-	httpLn  net.Listener
-	kafka   *kafkaState // nil without --kafka-addr
+	members    *membership
+	meta       *fsm.Metadata
+	metaRG     *raftGroup
+	metrics    *metrics
+	tls        tlsConfigs // both nil without TLS
+	http       *http.Server
+	httpLn     net.Listener
+	kafka      *kafkaState // nil without --kafka-addr
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
