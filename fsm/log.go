@@ -562,6 +562,21 @@ func outOfRange(offset, start, next int64) error {
 // its checks is never returned: the batches before it are, or an
 // ErrCorruptBatch error if it is the first.
 func (l *Log) Read(offset int64, maxBytes, maxRecords int) ([][]byte, error) {
+	return l.readStored(offset, maxBytes, maxRecords, false)
+}
+
+// ReadFrames is Read returning whole stored frames (Raft index and CRC
+// header, then the batch), the form another replica's log rebuilds from
+// (see FrameSource).
+func (l *Log) ReadFrames(offset int64, maxBytes int) ([][]byte, error) {
+	return l.readStored(offset, maxBytes, 0, true)
+}
+
+func (l *Log) readStored(offset int64, maxBytes, maxRecords int, frames bool) ([][]byte, error) {
+	skip := frameHeaderLen
+	if frames {
+		skip = 0
+	}
 	views, err := l.readViews(offset, maxBytes)
 	if err != nil || len(views) == 0 {
 		return nil, err
@@ -604,9 +619,9 @@ func (l *Log) Read(offset int64, maxBytes, maxRecords int) ([][]byte, error) {
 			}
 			i += len(chunk)
 		}
-		frames, rerr := v.readFrames(sel)
-		for _, f := range frames {
-			out = append(out, f[frameHeaderLen:])
+		read, rerr := v.readFrames(sel)
+		for _, f := range read {
+			out = append(out, f[skip:])
 		}
 		if rerr != nil {
 			var corrupt *corruptFrameError
@@ -869,6 +884,28 @@ func (ls *logSnapshot) writeFrames(w io.Writer) error {
 				}
 			}
 			i += len(chunk)
+		}
+	}
+	return nil
+}
+
+// linkFrames adds every pinned frame to l as a range of its segment file.
+// The ranges were synced before the snapshot was taken and frames below a
+// view's size never change, so the links stay valid.
+func (ls *logSnapshot) linkFrames(l SegmentLinker) error {
+	for _, v := range ls.views {
+		if v.n == 0 {
+			continue
+		}
+		first, err := v.entries(0, 1)
+		if err != nil {
+			return err
+		}
+		if from := first[0].pos; from < 0 || from > v.size {
+			return fmt.Errorf("segment %s: first frame at %d outside the %d-byte log: %w", v.seg.logPath, from, v.size, ErrCorruptLog)
+		}
+		if err := l.LinkRange(v.seg.logPath, first[0].pos, v.size-first[0].pos); err != nil {
+			return fmt.Errorf("link %s into snapshot: %w", v.seg.logPath, err)
 		}
 	}
 	return nil

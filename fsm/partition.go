@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"container/list"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -78,7 +79,21 @@ type PartitionConfig struct {
 	// client clock cannot pin segments against age retention (default
 	// DefaultMaxTimestampAhead; < 0 disables the check).
 	MaxTimestampAhead time.Duration
+	// Repair, when set, supplies frames from another replica when a
+	// restore finds the snapshot's own frames damaged: a snapshot links the
+	// segment files (SnapshotStore), so damage to a sealed segment is
+	// damage to the local snapshot too, and the data must come from peers.
+	Repair FrameSource
 }
+
+// FrameSource reads stored frames (Log.ReadFrames) of this partition from
+// another replica, starting with the batch that holds offset.
+type FrameSource interface {
+	ReadFrames(ctx context.Context, offset int64, maxBytes int) ([][]byte, error)
+}
+
+// repairTimeout bounds fetching a damaged range from peers during a restore.
+const repairTimeout = 5 * time.Minute
 
 // AppendResult is what Apply returns for an append command.
 type AppendResult struct {
@@ -407,6 +422,13 @@ func (p *Partition) Read(offset int64, maxBytes, maxRecords int) ([][]byte, erro
 	return p.log.Read(offset, maxBytes, maxRecords)
 }
 
+// ReadFrames returns stored frames from offset; see Log.ReadFrames.
+func (p *Partition) ReadFrames(offset int64, maxBytes int) ([][]byte, error) {
+	p.logMu.RLock()
+	defer p.logMu.RUnlock()
+	return p.log.ReadFrames(offset, maxBytes)
+}
+
 // HighWatermark is the offset after the last applied record: every applied
 // entry is committed, so everything below it may be served.
 func (p *Partition) HighWatermark() int64 { return p.currentLog().NextOffset() }
@@ -552,7 +574,16 @@ func (s *partitionSnapshot) persist(w io.Writer) error {
 	bw.Write(snapshotMagic[:])
 	bw.Write(binary.BigEndian.AppendUint32(nil, uint32(len(hdr))))
 	bw.Write(hdr)
-	if err := s.log.writeFrames(bw); err != nil {
+	if l, ok := w.(SegmentLinker); ok {
+		// The frames go in as links to the segment files (SnapshotStore):
+		// the snapshot does not copy the retained log.
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		if err := s.log.linkFrames(l); err != nil {
+			return err
+		}
+	} else if err := s.log.writeFrames(bw); err != nil {
 		return err
 	}
 	bw.Write(make([]byte, frameHeaderLen))
@@ -646,6 +677,13 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 		return fmt.Errorf("restore: open temporary log: %w", err)
 	}
 	frames, err := copyFrames(r, tl)
+	if err != nil && p.cfg.Repair != nil {
+		p.logger.Error("restore: snapshot frames are damaged; fetching the rest from another replica",
+			"offset", tl.NextOffset(), "until", hdr.NextOffset, "err", err)
+		var n int
+		n, err = p.repairFrames(tl, hdr)
+		frames += n
+	}
 	if err == nil && tl.NextOffset() == hdr.NextOffset && tl.LastRaftIndex() < hdr.LastRaftIndex {
 		// Retention had removed the batches of the last entries: the
 		// snapshot still vouches for their Raft index.
@@ -687,6 +725,33 @@ func (p *Partition) rebuildLog(r io.Reader, hdr snapshotHeader) error {
 	p.logger.Info("restored partition log from snapshot", "batches", frames,
 		"start", hdr.StartOffset, "next", hdr.NextOffset, "last_raft_index", hdr.LastRaftIndex)
 	return nil
+}
+
+// repairFrames appends to l, from its next offset up to the snapshot's,
+// frames read from another replica; appendFrame checks each one.
+func (p *Partition) repairFrames(l *Log, hdr snapshotHeader) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), repairTimeout)
+	defer cancel()
+	n := 0
+	for l.NextOffset() < hdr.NextOffset {
+		frames, err := p.cfg.Repair.ReadFrames(ctx, l.NextOffset(), 4<<20)
+		if err != nil {
+			return n, fmt.Errorf("repair from another replica at offset %d: %w", l.NextOffset(), err)
+		}
+		if len(frames) == 0 {
+			return n, fmt.Errorf("repair from another replica: nothing at offset %d (below %d)", l.NextOffset(), hdr.NextOffset)
+		}
+		for _, f := range frames {
+			if _, info, err := checkFrame(f); err == nil && info.baseOffset >= hdr.NextOffset {
+				return n, nil
+			}
+			if err := l.appendFrame(f); err != nil {
+				return n, fmt.Errorf("repair from another replica: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // copyFrames appends every frame of a snapshot stream to l until the

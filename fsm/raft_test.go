@@ -14,15 +14,16 @@ import (
 )
 
 // These tests run the partition FSM under real hashicorp/raft (in-memory
-// transport and log store, file snapshot store) to check the restart and
-// InstallSnapshot paths end to end.
+// transport and log store) to check the restart and InstallSnapshot paths
+// end to end, with the partition SnapshotStore (frames linked) and with
+// hashicorp/raft's file store (frames copied, as older versions did).
 
 type raftNode struct {
 	id    raft.ServerID
 	addr  raft.ServerAddress
 	dir   string
 	store *raft.InmemStore
-	snaps *raft.FileSnapshotStore
+	snaps raft.SnapshotStore
 	trans *raft.InmemTransport
 	part  *Partition
 	r     *raft.Raft
@@ -42,11 +43,18 @@ func raftConfig(id raft.ServerID) *raft.Config {
 	return c
 }
 
-func newRaftNode(t *testing.T, root string, id string) *raftNode {
+// snapshotStores are the snapshot stores the raft tests run with.
+var snapshotStores = []string{"segments", "file"}
+
+func newRaftNode(t *testing.T, root, id, snaps string) *raftNode {
 	t.Helper()
 	n := &raftNode{id: raft.ServerID(id), dir: filepath.Join(root, id), store: raft.NewInmemStore()}
 	var err error
-	n.snaps, err = raft.NewFileSnapshotStore(n.dir, 2, io.Discard)
+	if snaps == "file" {
+		n.snaps, err = raft.NewFileSnapshotStore(n.dir, 2, io.Discard)
+	} else {
+		n.snaps, err = NewSnapshotStore(filepath.Join(n.dir, SnapshotStoreDir), 2, false, quietLogger())
+	}
 	require.NoError(t, err)
 	n.addr, n.trans = raft.NewInmemTransport(raft.ServerAddress(id))
 	n.start(t)
@@ -91,7 +99,13 @@ func applyCmd(t *testing.T, r *raft.Raft, cmd []byte) any {
 }
 
 func TestRaftRestartReplaysWithoutDoubleAppend(t *testing.T) {
-	n := newRaftNode(t, t.TempDir(), "n1")
+	for _, snaps := range snapshotStores {
+		t.Run(snaps, func(t *testing.T) { testRaftRestartReplays(t, snaps) })
+	}
+}
+
+func testRaftRestartReplays(t *testing.T, snaps string) {
+	n := newRaftNode(t, t.TempDir(), "n1", snaps)
 	require.NoError(t, n.r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: n.id, Address: n.addr}}}).Error())
 	waitLeader(t, n)
 
@@ -122,11 +136,17 @@ func TestRaftRestartReplaysWithoutDoubleAppend(t *testing.T) {
 }
 
 func TestRaftInstallSnapshotRebuildsFollower(t *testing.T) {
+	for _, snaps := range snapshotStores {
+		t.Run(snaps, func(t *testing.T) { testRaftInstallSnapshot(t, snaps) })
+	}
+}
+
+func testRaftInstallSnapshot(t *testing.T, snaps string) {
 	root := t.TempDir()
 	var nodes []*raftNode
 	var servers []raft.Server
 	for i := 1; i <= 3; i++ {
-		n := newRaftNode(t, root, fmt.Sprintf("n%d", i))
+		n := newRaftNode(t, root, fmt.Sprintf("n%d", i), snaps)
 		nodes = append(nodes, n)
 		servers = append(servers, raft.Server{ID: n.id, Address: n.addr})
 	}

@@ -60,11 +60,17 @@ type Config struct {
 	HeartbeatTimeout   time.Duration // default 500ms
 	ElectionTimeout    time.Duration // default 500ms
 	LeaderLeaseTimeout time.Duration // default 250ms
-	SnapshotThreshold  uint64        // raft entries between snapshots (default 16384)
-	SnapshotInterval   time.Duration // how often raft checks the threshold (default 60s)
-	TrailingLogs       uint64        // raft entries kept after a snapshot (default 4096)
-	SegmentBytes       int64         // partition segment size (default 64 MiB)
-	RetentionInterval  time.Duration // how often retention runs (default 30s)
+	// PartitionCommitTimeout is how often an idle partition leader sends
+	// each follower an AppendEntries that carries its commit index
+	// (hashicorp/raft's CommitTimeout; default 500ms, Raft's own 50ms).
+	// Followers of an idle partition apply its last entries that much
+	// later; acknowledgements never wait for it.
+	PartitionCommitTimeout time.Duration
+	SnapshotThreshold      uint64        // raft entries between snapshots (default 16384)
+	SnapshotInterval       time.Duration // how often raft checks the threshold (default 60s)
+	TrailingLogs           uint64        // raft entries kept after a snapshot (default 4096)
+	SegmentBytes           int64         // partition segment size (default 64 MiB)
+	RetentionInterval      time.Duration // how often retention runs (default 30s)
 	// OffsetsRetention expires a consumer group's offsets this long after
 	// its last commit (default 7 days; negative: never).
 	OffsetsRetention time.Duration
@@ -160,6 +166,7 @@ func (c *Config) setDefaults() error {
 	setDur(&c.HeartbeatTimeout, 500*time.Millisecond)
 	setDur(&c.ElectionTimeout, 500*time.Millisecond)
 	setDur(&c.LeaderLeaseTimeout, 250*time.Millisecond)
+	setDur(&c.PartitionCommitTimeout, 500*time.Millisecond)
 	// A partition snapshot copies the whole retained log: take them rarely.
 	setDur(&c.SnapshotInterval, 60*time.Second)
 	setDur(&c.RetentionInterval, 30*time.Second)

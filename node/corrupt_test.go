@@ -36,7 +36,7 @@ func TestCorruptSealedSegmentIsRebuilt(t *testing.T) {
 		30*time.Second, 100*time.Millisecond, "replica did not catch up before the test")
 	// Let a snapshot cover the data, so the rebuild needs more than the log.
 	require.Eventually(t, func() bool {
-		snaps, _ := filepath.Glob(filepath.Join(c.cfgs[down].DataDir, "partitions", "*", "snapshots", "*", "state.bin"))
+		snaps, _ := filepath.Glob(filepath.Join(c.cfgs[down].DataDir, "partitions", "*", "snapshots", "*", "meta.json"))
 		return len(snaps) > 0
 	}, 30*time.Second, 100*time.Millisecond, "no snapshot taken")
 	c.stop(down)

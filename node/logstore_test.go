@@ -122,3 +122,45 @@ func diskUsage(t *testing.T, dir string) int64 {
 	}))
 	return used
 }
+
+// TestLogStoreReopensAfterTailTruncation truncates the log's tail, as a
+// follower does when its log conflicts with a new leader's, keeps
+// appending, and reopens: every entry must read back. raft-wal v0.4.0
+// marked the truncated segment sealed without writing its index block,
+// and the reopened log failed ("sealed segment has no index block",
+// which hashicorp/raft turns into a panic at start).
+func TestLogStoreReopensAfterTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	stable, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	require.NoError(t, err)
+	defer stable.Close()
+	w, err := openLogStore(dir, stable, false, hclog.NewNullLogger())
+	require.NoError(t, err)
+	entry := func(i, term uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: fmt.Appendf(nil, "entry %d term %d", i, term)}
+	}
+	for i := uint64(1); i <= 10; i++ {
+		require.NoError(t, w.StoreLogs([]*raft.Log{entry(i, 1)}))
+	}
+	require.NoError(t, w.DeleteRange(8, 10))
+	for i := uint64(8); i <= 12; i++ {
+		require.NoError(t, w.StoreLogs([]*raft.Log{entry(i, 2)}))
+	}
+	require.NoError(t, w.Close())
+
+	w, err = openLogStore(dir, stable, false, hclog.NewNullLogger())
+	require.NoError(t, err)
+	defer w.Close()
+	last, err := w.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(12), last)
+	for i := uint64(1); i <= 12; i++ {
+		var l raft.Log
+		require.NoError(t, w.GetLog(i, &l), "entry %d", i)
+		term := uint64(1)
+		if i >= 8 {
+			term = 2
+		}
+		require.Equal(t, fmt.Sprintf("entry %d term %d", i, term), string(l.Data))
+	}
+}

@@ -44,7 +44,13 @@ func newMetrics(n *Node) *metrics {
 			Name: "sluice_writes_refused_disk_full_total", Help: "Produces and offset commits refused below the free-space floor (--min-free-bytes).",
 		}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges, m.diskFull,
+	beats := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_raft_heartbeats_sent_total", Help: "Raft heartbeats this node's groups sent to other nodes.",
+	}, func() float64 { return float64(n.heartbeats.sentBeats.Load()) })
+	beatRequests := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_raft_heartbeat_requests_total", Help: "Requests that carried those heartbeats, coalesced per destination node.",
+	}, func() float64 { return float64(n.heartbeats.sentRequests.Load()) })
+	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges, m.diskFull, beats, beatRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&raftCollector{n: n})
 	return m

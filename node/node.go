@@ -27,17 +27,19 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mux     *transport.Mux
-	pool    *transport.Pool
-	members *membership
-	meta    *fsm.Metadata
-	metaRG  *raftGroup
-	metrics *metrics
-	tls     tlsConfigs // both nil without TLS
-	http    *http.Server
-	httpLn  net.Listener
-	kafka   *kafkaState // nil without --kafka-addr
-	isr     *isrTracker // in-sync replicas for the Kafka listener's Metadata
+	mux  *transport.Mux
+	pool *transport.Pool
+	// heartbeats coalesces the Raft heartbeats between nodes (heartbeats.go).
+	heartbeats *heartbeatHub
+	members    *membership
+	meta       *fsm.Metadata
+	metaRG     *raftGroup
+	metrics    *metrics
+	tls        tlsConfigs // both nil without TLS
+	http       *http.Server
+	httpLn     net.Listener
+	kafka      *kafkaState // nil without --kafka-addr
+	isr        *isrTracker // in-sync replicas for the Kafka listener's Metadata
 
 	mu       sync.RWMutex
 	replicas map[partKey]*replica
@@ -92,6 +94,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxFrameBytes: cfg.MaxFrameBytes,
 		Timeout:       3 * time.Second,
 		TLS:           n.tls.client,
+	})
+	n.heartbeats = newHeartbeatHub(func(ctx context.Context, addr string, req *transport.RaftHeartbeatsRequest, resp *transport.RaftHeartbeatsResponse) error {
+		return n.pool.Call(ctx, addr, transport.MethodRaftHeartbeats, req, resp)
 	})
 
 	n.meta = fsm.NewMetadata(n.logger)
@@ -180,6 +185,11 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.stopAgent()
 	n.cancel()
+	if n.heartbeats != nil {
+		// Heartbeats still waiting fail at once, so no Raft group's
+		// shutdown waits for a round trip.
+		n.heartbeats.close()
+	}
 	var errs []error
 	if n.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

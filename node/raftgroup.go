@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/sluice-io/sluice/fsm"
 	"github.com/sluice-io/sluice/internal/failpoint"
 )
 
@@ -20,7 +21,7 @@ type raftGroup struct {
 	raft   *raft.Raft
 	store  *walLog               // the Raft log (logstore.go)
 	stable *raftboltdb.BoltStore // term and vote
-	trans  *raft.NetworkTransport
+	trans  *groupTransport
 }
 
 type raftGroupOptions struct {
@@ -31,6 +32,8 @@ type raftGroupOptions struct {
 	// maxEntryBytes is the largest command the group commits; it sets how
 	// many entries one AppendEntries may carry.
 	maxEntryBytes int
+	// commitTimeout overrides hashicorp/raft's CommitTimeout when non-zero.
+	commitTimeout time.Duration
 	// snapshotThreshold and interval override the node defaults when non-zero.
 	snapshotThreshold uint64
 	snapshotInterval  time.Duration
@@ -64,7 +67,10 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 		store.Close()
 		stable.Close()
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(o.dir, 2, hl)
+	// Snapshots link the partition's segment files instead of copying
+	// them (fsm.SnapshotStore); the directory is where hashicorp/raft's
+	// file store kept them, whose snapshots it still reads.
+	snaps, err := fsm.NewSnapshotStore(filepath.Join(o.dir, fsm.SnapshotStoreDir), 2, noSync, n.logger.With("raft_group", o.name))
 	if err != nil {
 		closeStores()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -74,12 +80,12 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 		closeStores()
 		return nil, fmt.Errorf("register raft group %s: %w", o.name, err)
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	trans := newGroupTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: 3,
 		Timeout: raftIOTimeout,
 		Logger:  hl,
-	})
+	}), o.name, n.heartbeats)
 	rc := raft.DefaultConfig()
 	rc.LocalID = o.local
 	rc.Logger = hl
@@ -93,6 +99,9 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 	}
 	if o.snapshotInterval != 0 {
 		rc.SnapshotInterval = o.snapshotInterval
+	}
+	if o.commitTimeout != 0 {
+		rc.CommitTimeout = o.commitTimeout
 	}
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	// Group many client batches into one fsync of the Raft log.
@@ -154,6 +163,7 @@ func (g *raftGroup) hasState() bool {
 }
 
 func (g *raftGroup) shutdown() error {
+	g.trans.stop()
 	err := g.raft.Shutdown().Error()
 	if cerr := g.trans.Close(); cerr != nil && err == nil {
 		err = cerr

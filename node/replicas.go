@@ -216,6 +216,7 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 		Logger:            n.logger.With("partition", k.String()),
 		OffsetsRetention:  n.cfg.OffsetsRetention,
 		MaxTimestampAhead: n.cfg.MaxTimestampAhead,
+		Repair:            &peerFrames{n: n, key: k, topicID: t.ID},
 	})
 	if err != nil {
 		return fmt.Errorf("open partition log: %w", err)
@@ -231,6 +232,7 @@ func (n *Node) openReplica(k partKey, p fsm.PartitionAssignment, t fsm.Topic) er
 		local: raft.ServerID(n.cfg.ID),
 		// One entry holds at most one produce batch.
 		maxEntryBytes: n.cfg.MaxBatchBytes + appendEntryOverhead,
+		commitTimeout: n.cfg.PartitionCommitTimeout,
 	})
 	if err != nil {
 		pf.Close()

@@ -87,6 +87,22 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 			return nil, &transport.Error{Code: transport.ErrNotLeader, Message: "not the metadata leader", Leader: n.metaLeaderHint()}
 		}
 		return transport.Empty{}, n.applyMetaLocal(req.Command)
+	case transport.MethodRaftHeartbeats:
+		var req transport.RaftHeartbeatsRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		// Heartbeats speak for Raft: the same peers as Raft connections.
+		if !n.callerIsPeer(ctx) {
+			return nil, transport.Errorf(transport.ErrInvalidRequest, "raft_heartbeats is accepted from cluster nodes only")
+		}
+		return n.heartbeats.deliver(ctx, &req), nil
+	case transport.MethodReadFrames:
+		var req transport.ReadFramesRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return n.readFrames(ctx, req)
 	}
 	if resp, err, ok := n.dispatchGroup(ctx, method, body); ok {
 		return resp, err

@@ -132,6 +132,10 @@ func moveMethodName(m Method) (string, bool) {
 		return "decommission", true
 	case MethodPartitionMembership:
 		return "partition_membership", true
+	case MethodRaftHeartbeats:
+		return "raft_heartbeats", true
+	case MethodReadFrames:
+		return "read_frames", true
 	}
 	return "", false
 }
