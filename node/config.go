@@ -62,7 +62,7 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration // default 250ms
 	// PartitionCommitTimeout is how often an idle partition leader sends
 	// each follower an AppendEntries that carries its commit index
-	// (hashicorp/raft's CommitTimeout; default 500ms, Raft's own 50ms).
+	// (hashicorp/raft's CommitTimeout; default 1s, Raft's own 50ms).
 	// Followers of an idle partition apply its last entries that much
 	// later; acknowledgements never wait for it.
 	PartitionCommitTimeout time.Duration
@@ -163,11 +163,15 @@ func (c *Config) setDefaults() error {
 	if c.MaxFrameBytes < c.MaxBatchBytes+4096 {
 		c.MaxFrameBytes = c.MaxBatchBytes + 4096
 	}
+	// An AppendEntries travels as one RPC frame (rafttransport.go), its
+	// envelope included.
+	if limit := c.MaxFrameBytes - raftEnvelopeBytes; c.MaxAppendBytes > limit {
+		c.MaxAppendBytes = limit
+	}
 	setDur(&c.HeartbeatTimeout, 500*time.Millisecond)
 	setDur(&c.ElectionTimeout, 500*time.Millisecond)
 	setDur(&c.LeaderLeaseTimeout, 250*time.Millisecond)
-	setDur(&c.PartitionCommitTimeout, 500*time.Millisecond)
-	// A partition snapshot copies the whole retained log: take them rarely.
+	setDur(&c.PartitionCommitTimeout, time.Second)
 	setDur(&c.SnapshotInterval, 60*time.Second)
 	setDur(&c.RetentionInterval, 30*time.Second)
 	if c.SnapshotThreshold == 0 {

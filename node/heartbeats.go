@@ -9,38 +9,72 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/sluice-io/sluice/transport"
 )
 
 // Every hashicorp/raft group sends each follower an empty AppendEntries
 // (a heartbeat) every HeartbeatTimeout/10 to 2×HeartbeatTimeout/10: with a
 // thousand partitions that is tens of thousands of RPCs a second between
-// three nodes, each its own frame, syscalls and decode on both sides. The
-// heartbeat hub coalesces them: a group's heartbeat to a node waits up to
-// heartbeatTick for others bound there, and all go in one request; the
-// receiving node hands each to its group's Raft exactly as hashicorp/raft's
-// own transport does (the heartbeat fast path), and the replies come back in
-// one response. Nothing about a heartbeat changes but its envelope: each is
-// answered by the real Raft instance with its real term, so the protocol's
-// guarantees are untouched (this is CockroachDB's coalesced heartbeats).
+// three nodes, each its own frame, syscalls and goroutine on both sides.
+// The hub coalesces them: a heartbeat waits up to raftBatchTick for the
+// others bound to the same node, and all go in one request. The receiving
+// node hands each to its group's Raft exactly as hashicorp/raft's own
+// transport does (the heartbeat fast path, which needs no main loop), and
+// the answers come back in one response. Nothing about a heartbeat changes
+// but its envelope: each is answered by the real Raft instance with its
+// real term, so the protocol's guarantees are untouched (CockroachDB
+// coalesces heartbeats this way). Other RPCs go on their own
+// (rafttransport.go).
 
-// heartbeatTick is the longest a heartbeat waits for others to the same
-// node: small against the heartbeat interval (50-100 ms at the default
-// 500 ms HeartbeatTimeout) and the leader lease.
-const heartbeatTick = 10 * time.Millisecond
+// raftBatchTick is the longest an RPC waits for others to the same node:
+// small against the heartbeat interval (50-100 ms at the default 500 ms
+// HeartbeatTimeout), the leader lease and election timeouts.
+const raftBatchTick = 10 * time.Millisecond
 
-// heartbeatTimeout bounds one coalesced round trip; a heartbeat that fails
-// makes Raft back off and count the follower as not contacted, as a lost
-// heartbeat would.
-const heartbeatTimeout = 2 * time.Second
+// raftBatchTimeout bounds one coalesced round trip; an RPC that fails is
+// one Raft sees lost (a heartbeat: the follower counts as not contacted).
+const raftBatchTimeout = 2 * time.Second
 
-// heartbeatCaller sends one coalesced request to a node's RPC address.
-type heartbeatCaller func(ctx context.Context, addr string, req *transport.RaftHeartbeatsRequest, resp *transport.RaftHeartbeatsResponse) error
+// raftBatch is the body of a transport.MethodRaftHeartbeats request.
+type raftBatch struct {
+	Beats []raftHeartbeat `msgpack:"b"`
+}
 
-// heartbeatHub is a node's end of coalesced heartbeats, both ways.
+// raftBatchResponse answers a raftBatch, heartbeat by heartbeat, in order.
+type raftBatchResponse struct {
+	Beats []raftHeartbeatReply `msgpack:"b"`
+}
+
+// raftHeartbeat is a heartbeat of one group: the fields of an
+// AppendEntriesRequest a heartbeat sets.
+type raftHeartbeat struct {
+	Group    string `msgpack:"g"`
+	Term     uint64 `msgpack:"t"`
+	Protocol int    `msgpack:"p"`
+	ID       []byte `msgpack:"i"`
+	Addr     []byte `msgpack:"a"`
+	Leader   []byte `msgpack:"l,omitempty"`
+}
+
+// raftHeartbeatReply is the group's AppendEntriesResponse, or Err when it
+// could not take the heartbeat (not hosted here, shutting down).
+type raftHeartbeatReply struct {
+	Term           uint64 `msgpack:"t"`
+	LastLog        uint64 `msgpack:"l"`
+	Success        bool   `msgpack:"s"`
+	NoRetryBackoff bool   `msgpack:"n,omitempty"`
+	Protocol       int    `msgpack:"p"`
+	ID             []byte `msgpack:"i"`
+	Addr           []byte `msgpack:"a"`
+	Err            string `msgpack:"e,omitempty"`
+}
+
+// raftBatchCaller sends one coalesced request to a node's RPC address.
+type raftBatchCaller func(ctx context.Context, addr string, req *raftBatch, resp *raftBatchResponse) error
+
+// heartbeatHub is a node's end of coalesced heartbeats, both ways, and the
+// registry of its groups' transports.
 type heartbeatHub struct {
-	call   heartbeatCaller
+	call   raftBatchCaller
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -51,36 +85,37 @@ type heartbeatHub struct {
 
 	mu       sync.Mutex
 	closed   bool
-	peers    map[raft.ServerAddress]*heartbeatPeer
+	peers    map[raft.ServerAddress]*hubPeer
 	handlers map[string]*groupTransport // receiving groups by name
 }
 
-// heartbeatPeer queues the heartbeats bound for one node.
-type heartbeatPeer struct {
-	queue []*heartbeatCall // under hub.mu
+// hubPeer queues the heartbeats bound for one node.
+type hubPeer struct {
+	queue []*hubCall // under hub.mu
 	wake  chan struct{}
 }
 
-type heartbeatCall struct {
-	beat  transport.RaftHeartbeat
-	reply transport.RaftHeartbeatReply
+// hubCall is one queued heartbeat.
+type hubCall struct {
+	beat  raftHeartbeat
+	reply raftHeartbeatReply
 	err   error
 	done  chan struct{}
 }
 
-func newHeartbeatHub(call heartbeatCaller) *heartbeatHub {
+func newHeartbeatHub(call raftBatchCaller) *heartbeatHub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &heartbeatHub{
 		call:     call,
 		ctx:      ctx,
 		cancel:   cancel,
-		peers:    map[raft.ServerAddress]*heartbeatPeer{},
+		peers:    map[raft.ServerAddress]*hubPeer{},
 		handlers: map[string]*groupTransport{},
 	}
 }
 
-// errHubClosed fails heartbeats once the node shuts down.
-var errHubClosed = errors.New("heartbeat hub closed")
+// errHubClosed fails queued heartbeats once the node shuts down.
+var errHubClosed = errors.New("raft hub closed")
 
 // close fails queued heartbeats and stops the senders.
 func (h *heartbeatHub) close() {
@@ -93,13 +128,24 @@ func (h *heartbeatHub) close() {
 
 // heartbeat sends group's heartbeat to target and waits for its reply.
 func (h *heartbeatHub) heartbeat(target raft.ServerAddress, group string, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	c := &heartbeatCall{
-		beat: transport.RaftHeartbeat{
-			Group: group, Term: args.Term, Protocol: int(args.ProtocolVersion),
-			ID: args.ID, Addr: args.Addr, Leader: args.Leader, //nolint:staticcheck // Leader is what older peers read
-		},
-		done: make(chan struct{}),
+	c := &hubCall{beat: raftHeartbeat{
+		Group: group, Term: args.Term, Protocol: int(args.ProtocolVersion),
+		ID: args.ID, Addr: args.Addr, Leader: args.Leader, //nolint:staticcheck // Leader is what older peers read
+	}}
+	if err := h.roundTrip(target, c); err != nil {
+		return err
 	}
+	r := c.reply
+	*resp = raft.AppendEntriesResponse{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(r.Protocol), ID: r.ID, Addr: r.Addr},
+		Term:      r.Term, LastLog: r.LastLog, Success: r.Success, NoRetryBackoff: r.NoRetryBackoff,
+	}
+	return nil
+}
+
+// roundTrip queues c for target and waits until its batch was answered.
+func (h *heartbeatHub) roundTrip(target raft.ServerAddress, c *hubCall) error {
+	c.done = make(chan struct{})
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -107,7 +153,7 @@ func (h *heartbeatHub) heartbeat(target raft.ServerAddress, group string, args *
 	}
 	p := h.peers[target]
 	if p == nil {
-		p = &heartbeatPeer{wake: make(chan struct{}, 1)}
+		p = &hubPeer{wake: make(chan struct{}, 1)}
 		h.peers[target] = p
 		h.wg.Add(1)
 		go h.send(target, p)
@@ -119,21 +165,13 @@ func (h *heartbeatHub) heartbeat(target raft.ServerAddress, group string, args *
 	default:
 	}
 	<-c.done
-	if c.err != nil {
-		return c.err
-	}
-	r := c.reply
-	*resp = raft.AppendEntriesResponse{
-		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(r.Protocol), ID: r.ID, Addr: r.Addr},
-		Term:      r.Term, LastLog: r.LastLog, Success: r.Success, NoRetryBackoff: r.NoRetryBackoff,
-	}
-	return nil
+	return c.err
 }
 
 // send delivers the heartbeats queued for target, a tick's worth at a time.
-func (h *heartbeatHub) send(target raft.ServerAddress, p *heartbeatPeer) {
+func (h *heartbeatHub) send(target raft.ServerAddress, p *hubPeer) {
 	defer h.wg.Done()
-	tick := time.NewTimer(heartbeatTick)
+	tick := time.NewTimer(raftBatchTick)
 	defer tick.Stop()
 	for {
 		select {
@@ -143,7 +181,7 @@ func (h *heartbeatHub) send(target raft.ServerAddress, p *heartbeatPeer) {
 			return
 		}
 		// Let the other groups' heartbeats of this tick join.
-		tick.Reset(heartbeatTick)
+		tick.Reset(raftBatchTick)
 		select {
 		case <-tick.C:
 		case <-h.ctx.Done():
@@ -154,37 +192,40 @@ func (h *heartbeatHub) send(target raft.ServerAddress, p *heartbeatPeer) {
 		calls := p.queue
 		p.queue = nil
 		h.mu.Unlock()
-		if len(calls) == 0 {
-			continue
-		}
-		req := &transport.RaftHeartbeatsRequest{Beats: make([]transport.RaftHeartbeat, len(calls))}
-		for i, c := range calls {
-			req.Beats[i] = c.beat
-		}
-		h.sentRequests.Add(1)
-		h.sentBeats.Add(uint64(len(calls)))
-		var resp transport.RaftHeartbeatsResponse
-		ctx, cancel := context.WithTimeout(h.ctx, heartbeatTimeout)
-		err := h.call(ctx, string(target), req, &resp)
-		cancel()
-		if err == nil && len(resp.Replies) != len(calls) {
-			err = fmt.Errorf("heartbeats to %s: %d replies for %d heartbeats", target, len(resp.Replies), len(calls))
-		}
-		for i, c := range calls {
-			switch {
-			case err != nil:
-				c.err = fmt.Errorf("heartbeat to %s: %w", target, err)
-			case resp.Replies[i].Err != "":
-				c.err = fmt.Errorf("heartbeat to %s: %s", target, resp.Replies[i].Err)
-			default:
-				c.reply = resp.Replies[i]
-			}
-			close(c.done)
+		if len(calls) > 0 {
+			h.sendBatch(target, calls)
 		}
 	}
 }
 
-func (h *heartbeatHub) fail(p *heartbeatPeer, err error) {
+func (h *heartbeatHub) sendBatch(target raft.ServerAddress, calls []*hubCall) {
+	req := raftBatch{Beats: make([]raftHeartbeat, len(calls))}
+	for i, c := range calls {
+		req.Beats[i] = c.beat
+	}
+	h.sentRequests.Add(1)
+	h.sentBeats.Add(uint64(len(calls)))
+	var resp raftBatchResponse
+	ctx, cancel := context.WithTimeout(h.ctx, raftBatchTimeout)
+	err := h.call(ctx, string(target), &req, &resp)
+	cancel()
+	if err == nil && len(resp.Beats) != len(calls) {
+		err = fmt.Errorf("%d answers for %d heartbeats", len(resp.Beats), len(calls))
+	}
+	for i, c := range calls {
+		switch {
+		case err != nil:
+			c.err = fmt.Errorf("heartbeat to %s: %w", target, err)
+		case resp.Beats[i].Err != "":
+			c.err = fmt.Errorf("heartbeat to %s: %s", target, resp.Beats[i].Err)
+		default:
+			c.reply = resp.Beats[i]
+		}
+		close(c.done)
+	}
+}
+
+func (h *heartbeatHub) fail(p *hubPeer, err error) {
 	h.mu.Lock()
 	calls := p.queue
 	p.queue = nil
@@ -195,9 +236,9 @@ func (h *heartbeatHub) fail(p *heartbeatPeer, err error) {
 	}
 }
 
-// register makes t's group take the heartbeats peers send it; replacing a
-// group of the same name (a reopened replica) is what a re-registration
-// does, and unregister only removes t itself.
+// register makes t's group take the RPCs peers send it; replacing a group
+// of the same name (a reopened replica) is what a re-registration does,
+// and unregister only removes t itself.
 func (h *heartbeatHub) register(name string, t *groupTransport) {
 	h.mu.Lock()
 	h.handlers[name] = t
@@ -212,123 +253,76 @@ func (h *heartbeatHub) unregister(name string, t *groupTransport) {
 	h.mu.Unlock()
 }
 
-// deliver hands each heartbeat of a peer's request to its group's Raft and
-// collects the replies.
-func (h *heartbeatHub) deliver(ctx context.Context, req *transport.RaftHeartbeatsRequest) *transport.RaftHeartbeatsResponse {
-	resp := &transport.RaftHeartbeatsResponse{Replies: make([]transport.RaftHeartbeatReply, len(req.Beats))}
-	ctx, cancel := context.WithTimeout(ctx, heartbeatTimeout)
-	defer cancel()
+// group returns the local group registered under name, or nil.
+func (h *heartbeatHub) group(name string) *groupTransport {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.handlers[name]
+}
+
+// deliverDeadline bounds how long a batch's answer waits for its slowest
+// heartbeat. A group whose Raft is slow to answer (persisting a new term)
+// must not hold up the answers of the others, or their heartbeats would
+// time out together and start elections everywhere: a heartbeat not
+// answered in time is answered with an error, which Raft takes as that one
+// heartbeat lost.
+const deliverDeadline = 100 * time.Millisecond
+
+// deliver hands each heartbeat of a peer's batch to its group's Raft and
+// collects the answers given within deliverDeadline.
+func (h *heartbeatHub) deliver(ctx context.Context, req *raftBatch) *raftBatchResponse {
+	resp := &raftBatchResponse{Beats: make([]raftHeartbeatReply, len(req.Beats))}
+	type done struct {
+		i     int
+		reply raftHeartbeatReply
+	}
+	// Heartbeats still running at the deadline finish on their own
+	// context (their answers are dropped); the buffer lets them finish
+	// unread.
+	results := make(chan done, len(req.Beats))
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), raftBatchTimeout)
+	// One goroutine a heartbeat, as hashicorp's transport had one a
+	// connection: each group's heartbeat is independent of the others'.
 	for i, b := range req.Beats {
-		h.mu.Lock()
-		t := h.handlers[b.Group]
-		h.mu.Unlock()
-		if t == nil {
-			resp.Replies[i].Err = "unknown raft group " + b.Group
-			continue
+		go func() {
+			var r raftHeartbeatReply
+			if t := h.group(b.Group); t == nil {
+				r.Err = "unknown raft group " + b.Group
+			} else {
+				r = t.takeHeartbeat(work, b)
+			}
+			results <- done{i: i, reply: r}
+		}()
+	}
+	answered := make([]bool, len(req.Beats))
+	deadline := time.NewTimer(deliverDeadline)
+	defer deadline.Stop()
+	pending := len(req.Beats)
+collect:
+	for ; pending > 0; pending-- {
+		select {
+		case d := <-results:
+			resp.Beats[d.i], answered[d.i] = d.reply, true
+		case <-deadline.C:
+			break collect
+		case <-ctx.Done():
+			break collect
 		}
-		resp.Replies[i] = t.takeHeartbeat(ctx, b)
+	}
+	if pending == 0 {
+		cancel()
+		return resp
+	}
+	go func() {
+		for ; pending > 0; pending-- {
+			<-results
+		}
+		cancel()
+	}()
+	for i := range req.Beats {
+		if !answered[i] {
+			resp.Beats[i].Err = "raft group " + req.Beats[i].Group + " did not answer in time"
+		}
 	}
 	return resp
-}
-
-// groupTransport is one Raft group's transport: hashicorp/raft's
-// NetworkTransport over the node's port, with heartbeats sent through the
-// hub instead.
-type groupTransport struct {
-	*raft.NetworkTransport
-	name string
-	hub  *heartbeatHub
-
-	mu          sync.Mutex
-	onHeartbeat func(raft.RPC)
-	// stopped is closed before the group's Raft shuts down: Raft then
-	// drops heartbeats without answering them.
-	stopped  chan struct{}
-	stopOnce sync.Once
-}
-
-func newGroupTransport(nt *raft.NetworkTransport, name string, hub *heartbeatHub) *groupTransport {
-	t := &groupTransport{NetworkTransport: nt, name: name, hub: hub, stopped: make(chan struct{})}
-	hub.register(name, t)
-	return t
-}
-
-// stop leaves the hub: heartbeats for the group are refused from now on.
-func (t *groupTransport) stop() {
-	t.stopOnce.Do(func() {
-		t.hub.unregister(t.name, t)
-		close(t.stopped)
-	})
-}
-
-// isHeartbeat is hashicorp/raft's own test for an AppendEntries that is a
-// heartbeat (net_transport.go).
-func isHeartbeat(a *raft.AppendEntriesRequest) bool {
-	leader := a.Addr
-	if len(leader) == 0 {
-		leader = a.Leader //nolint:staticcheck // as hashicorp/raft falls back to it
-	}
-	return a.Term != 0 && leader != nil && a.PrevLogEntry == 0 && a.PrevLogTerm == 0 &&
-		len(a.Entries) == 0 && a.LeaderCommitIndex == 0
-}
-
-// AppendEntries sends heartbeats through the hub and everything else as
-// hashicorp/raft would.
-func (t *groupTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if isHeartbeat(args) {
-		return t.hub.heartbeat(target, t.name, args, resp)
-	}
-	return t.NetworkTransport.AppendEntries(id, target, args, resp)
-}
-
-// SetHeartbeatHandler is how Raft registers its heartbeat fast path; the
-// hub calls it for the heartbeats that arrive coalesced.
-func (t *groupTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
-	t.NetworkTransport.SetHeartbeatHandler(cb)
-	t.mu.Lock()
-	t.onHeartbeat = cb
-	t.mu.Unlock()
-}
-
-// Close leaves the hub and closes the network transport.
-func (t *groupTransport) Close() error {
-	t.stop()
-	return t.NetworkTransport.Close()
-}
-
-// takeHeartbeat runs one heartbeat through Raft's fast path. Raft answers
-// on the RPC's channel, or not at all once it shut down.
-func (t *groupTransport) takeHeartbeat(ctx context.Context, b transport.RaftHeartbeat) transport.RaftHeartbeatReply {
-	t.mu.Lock()
-	fn := t.onHeartbeat
-	t.mu.Unlock()
-	if fn == nil {
-		return transport.RaftHeartbeatReply{Err: "raft group " + t.name + " is not running"}
-	}
-	req := &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(b.Protocol), ID: b.ID, Addr: b.Addr},
-		Term:      b.Term,
-		Leader:    b.Leader, //nolint:staticcheck // kept as sent
-	}
-	ch := make(chan raft.RPCResponse, 1)
-	fn(raft.RPC{Command: req, RespChan: ch})
-	var r raft.RPCResponse
-	select {
-	case r = <-ch:
-	case <-t.stopped:
-		return transport.RaftHeartbeatReply{Err: "raft group " + t.name + " is shutting down"}
-	case <-ctx.Done():
-		return transport.RaftHeartbeatReply{Err: "raft group " + t.name + " did not answer its heartbeat: " + ctx.Err().Error()}
-	}
-	if r.Error != nil {
-		return transport.RaftHeartbeatReply{Err: r.Error.Error()}
-	}
-	a, ok := r.Response.(*raft.AppendEntriesResponse)
-	if !ok {
-		return transport.RaftHeartbeatReply{Err: fmt.Sprintf("raft group %s answered a heartbeat with %T", t.name, r.Response)}
-	}
-	return transport.RaftHeartbeatReply{
-		Term: a.Term, LastLog: a.LastLog, Success: a.Success, NoRetryBackoff: a.NoRetryBackoff,
-		Protocol: int(a.ProtocolVersion), ID: a.ID, Addr: a.Addr,
-	}
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // TestHeartbeatsAreCoalesced runs 30 partitions on 3 nodes: their Raft
-// heartbeats travel several to a request, the groups keep their leaders,
-// and a partition whose leader is killed fails over.
+// heartbeats travel several to a request, the groups
+// keep their leaders, and a partition whose leader is killed fails over.
 func TestHeartbeatsAreCoalesced(t *testing.T) {
 	skipShort(t)
 	c := newTestCluster(t, 3, nil)

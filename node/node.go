@@ -29,8 +29,11 @@ type Node struct {
 
 	mux  *transport.Mux
 	pool *transport.Pool
-	// heartbeats coalesces the Raft heartbeats between nodes (heartbeats.go).
+	// heartbeats coalesces the Raft heartbeats between nodes (heartbeats.go)
+	// and finds the local groups peers' Raft RPCs are for; callRaft sends
+	// those RPCs on the node's pool (rafttransport.go).
 	heartbeats *heartbeatHub
+	callRaft   raftCaller
 	members    *membership
 	meta       *fsm.Metadata
 	metaRG     *raftGroup
@@ -95,9 +98,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Timeout:       3 * time.Second,
 		TLS:           n.tls.client,
 	})
-	n.heartbeats = newHeartbeatHub(func(ctx context.Context, addr string, req *transport.RaftHeartbeatsRequest, resp *transport.RaftHeartbeatsResponse) error {
+	n.heartbeats = newHeartbeatHub(func(ctx context.Context, addr string, req *raftBatch, resp *raftBatchResponse) error {
 		return n.pool.Call(ctx, addr, transport.MethodRaftHeartbeats, req, resp)
 	})
+	n.callRaft = func(ctx context.Context, addr string, req *raftRPC, resp *raftRPCResponse) error {
+		return n.pool.Call(ctx, addr, transport.MethodRaft, req, resp)
+	}
 
 	n.meta = fsm.NewMetadata(n.logger)
 	n.metaRG, err = n.openRaftGroup(raftGroupOptions{

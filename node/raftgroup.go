@@ -80,12 +80,14 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 		closeStores()
 		return nil, fmt.Errorf("register raft group %s: %w", o.name, err)
 	}
+	// The network transport carries snapshots only (see groupTransport):
+	// one pooled connection per peer is plenty.
 	trans := newGroupTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
-		MaxPool: 3,
+		MaxPool: 1,
 		Timeout: raftIOTimeout,
 		Logger:  hl,
-	}), o.name, n.heartbeats)
+	}), o.name, n.heartbeats, n.callRaft)
 	rc := raft.DefaultConfig()
 	rc.LocalID = o.local
 	rc.Logger = hl

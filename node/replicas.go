@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -159,6 +160,11 @@ func (n *Node) reconcileReplicas() {
 			n.logger.Warn("remove replica data", "dir", dir, "err", err)
 		}
 	}
+	// Open the missing replicas a few at a time: each waits on fsyncs,
+	// and a node that hosts a thousand must not take minutes to have them
+	// all, while the groups it has not opened yet cannot elect.
+	sem := make(chan struct{}, replicaOpeners)
+	var wg sync.WaitGroup
 	for k, p := range want {
 		n.mu.RLock()
 		_, open := n.replicas[k]
@@ -166,11 +172,21 @@ func (n *Node) reconcileReplicas() {
 		if open {
 			continue
 		}
-		if err := n.openReplica(k, p, topics[k.topic]); err != nil {
-			n.logger.Error("open replica", "partition", k.String(), "err", err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := n.openReplica(k, p, topics[k.topic]); err != nil {
+				n.logger.Error("open replica", "partition", k.String(), "err", err)
+			}
+		}()
 	}
+	wg.Wait()
 }
+
+// replicaOpeners is how many replicas the reconcile loop opens at once.
+const replicaOpeners = 4
 
 // makeReplicaDir creates a replica's directory durably: a new raft.db in
 // a directory entry that a power loss takes away would be a replica that

@@ -88,7 +88,7 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 		}
 		return transport.Empty{}, n.applyMetaLocal(req.Command)
 	case transport.MethodRaftHeartbeats:
-		var req transport.RaftHeartbeatsRequest
+		var req raftBatch
 		if err := decode(body, &req); err != nil {
 			return nil, err
 		}
@@ -97,6 +97,20 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 			return nil, transport.Errorf(transport.ErrInvalidRequest, "raft_heartbeats is accepted from cluster nodes only")
 		}
 		return n.heartbeats.deliver(ctx, &req), nil
+	case transport.MethodRaft:
+		var req raftRPC
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		// Raft RPCs are accepted from the same peers as Raft connections.
+		if !n.callerIsPeer(ctx) {
+			return nil, transport.Errorf(transport.ErrInvalidRequest, "raft is accepted from cluster nodes only")
+		}
+		t := n.heartbeats.group(req.Group)
+		if t == nil {
+			return &raftRPCResponse{Err: "unknown raft group " + req.Group}, nil
+		}
+		return t.serve(ctx, &req), nil
 	case transport.MethodReadFrames:
 		var req transport.ReadFramesRequest
 		if err := decode(body, &req); err != nil {

@@ -136,6 +136,8 @@ func moveMethodName(m Method) (string, bool) {
 		return "raft_heartbeats", true
 	case MethodReadFrames:
 		return "read_frames", true
+	case MethodRaft:
+		return "raft", true
 	}
 	return "", false
 }

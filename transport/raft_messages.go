@@ -3,45 +3,16 @@ package transport
 // Coalesced Raft heartbeats (node/heartbeats.go). The number continues the
 // Method lists: never renumber, only append.
 const (
-	// MethodRaftHeartbeats is node-to-node: every heartbeat one node's Raft
-	// groups send to another node within a short tick, in one request.
-	MethodRaftHeartbeats Method = 18 // RaftHeartbeatsRequest -> RaftHeartbeatsResponse
+	// MethodRaftHeartbeats is node-to-node: the heartbeats and other small
+	// Raft RPCs one node's groups send to another within a short tick, in
+	// one request; the body is the node's own (node/heartbeats.go).
+	MethodRaftHeartbeats Method = 18
 )
 
-// RaftHeartbeatsRequest carries heartbeats (empty AppendEntries) of
-// several Raft groups to one node.
-type RaftHeartbeatsRequest struct {
-	Beats []RaftHeartbeat `msgpack:"b"`
-}
-
-// RaftHeartbeat is hashicorp/raft's heartbeat of one group: the fields of
-// an AppendEntriesRequest a heartbeat sets.
-type RaftHeartbeat struct {
-	Group    string `msgpack:"g"`
-	Term     uint64 `msgpack:"t"`
-	Protocol int    `msgpack:"p"`
-	ID       []byte `msgpack:"i"`
-	Addr     []byte `msgpack:"a"`
-	Leader   []byte `msgpack:"l,omitempty"`
-}
-
-// RaftHeartbeatsResponse answers each heartbeat, in order.
-type RaftHeartbeatsResponse struct {
-	Replies []RaftHeartbeatReply `msgpack:"r"`
-}
-
-// RaftHeartbeatReply is one group's AppendEntriesResponse, or Err when
-// the group could not take the heartbeat (not hosted here, shut down).
-type RaftHeartbeatReply struct {
-	Term           uint64 `msgpack:"t"`
-	LastLog        uint64 `msgpack:"l"`
-	Success        bool   `msgpack:"s"`
-	NoRetryBackoff bool   `msgpack:"n,omitempty"`
-	Protocol       int    `msgpack:"p"`
-	ID             []byte `msgpack:"i"`
-	Addr           []byte `msgpack:"a"`
-	Err            string `msgpack:"e,omitempty"`
-}
+// MethodRaft is node-to-node: one Raft RPC (AppendEntries, RequestVote,
+// RequestPreVote, TimeoutNow) of one group, on the nodes' pooled
+// connection; the body is the node's own envelope (node/rafttransport.go).
+const MethodRaft Method = 20
 
 // MethodReadFrames is node-to-node: stored frames of a partition replica,
 // for a replica whose own copy (and so its snapshot) is damaged.
