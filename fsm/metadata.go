@@ -123,6 +123,10 @@ type Metadata struct {
 	syncs   map[string]uint64 // node id -> nonce of its last sync marker
 	// decommissioned are the nodes being drained (moves.go).
 	decommissioned map[string]bool
+	// groups are consumer-group states of the coordinator (metagroups.go);
+	// groupBytes is their bounded total size.
+	groups     map[string]StoredGroup
+	groupBytes int
 
 	chMu    sync.Mutex
 	changed chan struct{}
@@ -141,6 +145,7 @@ func NewMetadata(logger *slog.Logger) *Metadata {
 		changed: make(chan struct{}),
 
 		decommissioned: map[string]bool{},
+		groups:         map[string]StoredGroup{},
 	}
 }
 
@@ -275,6 +280,9 @@ func (m *Metadata) apply(index uint64, typ byte, payload []byte) (changed bool, 
 	if ok, changed, err := m.applyMoves(index, typ, payload); ok {
 		return changed, err
 	}
+	if ok, changed, err := m.applyGroups(typ, payload); ok {
+		return changed, err
+	}
 	return false, transport.Errorf(transport.ErrInvalidRequest, "unknown metadata command type %d", typ)
 }
 
@@ -378,6 +386,7 @@ type metadataState struct {
 	Topics  []Topic           `msgpack:"topics"`
 	Syncs   map[string]uint64 `msgpack:"syncs,omitempty"`
 	Decom   []string          `msgpack:"decom,omitempty"`
+	Groups  []StoredGroup     `msgpack:"groups,omitempty"`
 }
 
 // Snapshot encodes the whole state (it is small) right away.
@@ -388,11 +397,15 @@ func (m *Metadata) Snapshot() (raft.FSMSnapshot, error) {
 		st.Decom = append(st.Decom, id)
 	}
 	slices.Sort(st.Decom)
+	for _, g := range m.groups {
+		st.Groups = append(st.Groups, g)
+	}
 	for _, b := range m.brokers {
 		st.Brokers = append(st.Brokers, b)
 	}
 	m.mu.RUnlock()
 	slices.SortFunc(st.Brokers, func(a, b Broker) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Groups, func(a, b StoredGroup) int { return strings.Compare(a.Group, b.Group) })
 	data, err := msgpack.Marshal(&st)
 	if err != nil {
 		return nil, fmt.Errorf("encode metadata snapshot: %w", err)
@@ -441,6 +454,7 @@ func (m *Metadata) Restore(rc io.ReadCloser) error {
 	}
 	m.mu.Lock()
 	m.brokers, m.topics, m.syncs, m.decommissioned = brokers, topics, syncs, decom
+	m.restoreGroupsLocked(st.Groups)
 	m.mu.Unlock()
 	m.notify()
 	return nil

@@ -3,8 +3,11 @@
 // the protocol the members vote for, and the leader's assignment handed
 // out to every member. It keeps membership in memory only; committed
 // offsets are the node's business (they live in the partitions' Raft
-// groups). After a coordinator failover the members find the new
-// coordinator and join again, which starts a new generation there.
+// groups). With a Store, every completed rebalance is written to
+// replicated storage and the coordinator that takes over after a failover
+// continues the same generation; without one (or when the write did not
+// happen) the members find the new coordinator and join again, which
+// starts a new generation there.
 //
 // Errors are franz-go kerr values, so the Kafka listener can return their
 // codes as they are and the native RPC path can carry the same codes.
@@ -108,6 +111,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Store, when set, keeps group state across coordinator failovers; the
+	// coordinator then answers COORDINATOR_LOAD_IN_PROGRESS from New and
+	// Reset until Ready.
+	Store Store
 }
 
 // Coordinator holds the groups this node coordinates.
@@ -118,6 +125,12 @@ type Coordinator struct {
 	mu     sync.Mutex
 	groups map[string]*group
 	closed bool
+	// loading is true while the Store's groups are not loaded yet.
+	loading bool
+	// saves are the group states waiting for the save loop.
+	saves    map[string]State
+	saveWake chan struct{}
+	saveDone chan struct{}
 
 	stop chan struct{}
 	done chan struct{}
@@ -193,8 +206,18 @@ func New(cfg Config) *Coordinator {
 		groups: map[string]*group{},
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		loading:  cfg.Store != nil,
+		saves:    map[string]State{},
+		saveWake: make(chan struct{}, 1),
+		saveDone: make(chan struct{}),
 	}
 	go c.tickLoop()
+	if cfg.Store != nil {
+		go c.saveLoop()
+	} else {
+		close(c.saveDone)
+	}
 	return c
 }
 
@@ -211,14 +234,18 @@ func (c *Coordinator) Close() {
 	c.mu.Unlock()
 	close(c.stop)
 	<-c.done
+	<-c.saveDone
 }
 
 // Reset forgets every group (this node stopped being the coordinator):
-// pending requests fail with NOT_COORDINATOR.
+// pending requests fail with NOT_COORDINATOR. With a Store, the
+// coordinator loads again at the next Ready.
 func (c *Coordinator) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resetLocked()
+	c.loading = c.cfg.Store != nil
+	c.saves = map[string]State{}
 }
 
 func (c *Coordinator) resetLocked() {
@@ -319,9 +346,9 @@ func (c *Coordinator) Join(ctx context.Context, req JoinRequest) (JoinResult, er
 		return JoinResult{}, kerr.InconsistentGroupProtocol
 	}
 	c.mu.Lock()
-	if c.closed {
+	if err := c.unavailableLocked(); err != nil {
 		c.mu.Unlock()
-		return JoinResult{}, kerr.NotCoordinator
+		return JoinResult{}, err
 	}
 	g := c.groupLocked(req.Group, true)
 	now := c.cfg.Now()
@@ -471,6 +498,7 @@ func (c *Coordinator) maybeCompleteLocked(g *group, now time.Time) {
 		g.state = StateEmpty
 		g.leader, g.protocol = "", ""
 		g.generation++
+		c.saveLocked(g)
 		return
 	}
 	g.generation++
@@ -564,8 +592,8 @@ func (m *member) replySync(r syncReply) {
 }
 
 func (c *Coordinator) memberLocked(groupID, memberID string, generation int32) (*group, *member, error) {
-	if c.closed {
-		return nil, nil, kerr.NotCoordinator
+	if err := c.unavailableLocked(); err != nil {
+		return nil, nil, err
 	}
 	g := c.groupLocked(groupID, false)
 	if g == nil || (g.generation == 0 && len(g.members) == 0) {
@@ -609,6 +637,7 @@ func (c *Coordinator) Sync(ctx context.Context, groupID, memberID string, genera
 			mm.Assignment = assignments[id]
 		}
 		g.state = StateStable
+		c.saveLocked(g)
 		for _, mm := range g.members {
 			mm.replySync(syncReply{assignment: mm.Assignment})
 		}
@@ -642,6 +671,9 @@ func (c *Coordinator) Heartbeat(groupID, memberID string, generation int32) erro
 		m.lastSeen = c.cfg.Now()
 	}
 	if err != nil {
+		if g == nil {
+			return err
+		}
 		if err == kerr.IllegalGeneration && g.state == StatePreparingRebalance {
 			return kerr.RebalanceInProgress
 		}
@@ -657,8 +689,8 @@ func (c *Coordinator) Heartbeat(groupID, memberID string, generation int32) erro
 func (c *Coordinator) Leave(groupID string, memberIDs ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.NotCoordinator
+	if err := c.unavailableLocked(); err != nil {
+		return err
 	}
 	g := c.groupLocked(groupID, false)
 	if g == nil {
@@ -690,6 +722,7 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) {
 		g.state = StateEmpty
 		g.leader, g.protocol = "", ""
 		g.generation++
+		c.saveLocked(g)
 	case g.state == StatePreparingRebalance:
 		c.maybeCompleteLocked(g, now)
 	default:
@@ -705,8 +738,8 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) {
 func (c *Coordinator) CheckCommit(groupID, memberID string, generation int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.NotCoordinator
+	if err := c.unavailableLocked(); err != nil {
+		return err
 	}
 	g := c.groupLocked(groupID, false)
 	if g == nil {
@@ -774,8 +807,8 @@ func (c *Coordinator) List() []Description {
 func (c *Coordinator) Delete(groupID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return kerr.NotCoordinator
+	if err := c.unavailableLocked(); err != nil {
+		return err
 	}
 	g := c.groupLocked(groupID, false)
 	if g == nil {
@@ -784,6 +817,8 @@ func (c *Coordinator) Delete(groupID string) error {
 	if len(g.members) > 0 {
 		return kerr.NonEmptyGroup
 	}
+	g.state = StateDead
+	c.saveLocked(g)
 	delete(c.groups, groupID)
 	return nil
 }

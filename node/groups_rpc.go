@@ -118,6 +118,8 @@ func groupErr(err error) error {
 		return transport.Errorf(transport.ErrGroupNotEmpty, "group has members")
 	case kerr.NotCoordinator:
 		return transport.Errorf(transport.ErrNotLeader, "no longer the group coordinator")
+	case kerr.CoordinatorLoadInProgress:
+		return transport.Errorf(transport.ErrUnavailable, "the group coordinator is loading its groups")
 	}
 	return transport.Errorf(transport.ErrInvalidRequest, "group: %s", ke.Message)
 }

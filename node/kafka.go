@@ -29,6 +29,7 @@ func (n *Node) listenKafka() error {
 	groups := group.New(group.Config{
 		Logger:                n.logger,
 		InitialRebalanceDelay: n.cfg.KafkaInitialRebalanceDelay,
+		Store:                 groupStore{n},
 	})
 	n.kafka = &kafkaState{groups: groups}
 	n.isr = newISRTracker(n.cfg.KafkaISRLagMax)
@@ -54,8 +55,9 @@ func (n *Node) listenKafka() error {
 	return nil
 }
 
-// serveKafka runs the listener and the loop that drops group state when
-// this node stops being the coordinator.
+// serveKafka runs the listener and the loop that hands the coordinator
+// role over: the new metadata leader loads the stored groups once its FSM
+// is current, the old one drops its in-memory state.
 func (n *Node) serveKafka() {
 	if n.kafka == nil {
 		return
@@ -70,14 +72,27 @@ func (n *Node) serveKafka() {
 		n.goLoop("kafka-isr", n.isrLoop)
 	}
 	n.goLoop("kafka-coordinator", func() {
-		wasLeader := false
+		wasLeader, ready := false, false
 		for n.sleep(200 * time.Millisecond) {
 			leader := n.isMetaLeader()
 			if wasLeader && !leader {
 				n.logger.Info("no longer the metadata leader: dropping consumer-group membership")
 				n.kafka.groups.Reset()
+				ready = false
 			}
 			wasLeader = leader
+			if !leader || ready {
+				continue
+			}
+			if err := n.controllerBarrier(); err != nil {
+				n.logger.Debug("group coordinator waits for the metadata barrier", "err", err)
+				continue
+			}
+			if err := n.kafka.groups.Ready(); err != nil {
+				n.logger.Warn("could not load consumer groups", "err", err)
+				continue
+			}
+			ready = true
 		}
 	})
 }

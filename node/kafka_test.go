@@ -344,6 +344,7 @@ func TestKafkaConsumerGroupSharesAndSurvivesCoordinatorLoss(t *testing.T) {
 	owner := map[int32]string{} // partition -> consumer holding it
 	seen := map[string]int{}
 	var overlap []string
+	assigns := 0 // OnPartitionsAssigned calls: one per member per rebalance
 	member := func(name string) *kgo.Client {
 		release := func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			mu.Lock()
@@ -361,6 +362,7 @@ func TestKafkaConsumerGroupSharesAndSurvivesCoordinatorLoss(t *testing.T) {
 			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 				mu.Lock()
 				defer mu.Unlock()
+				assigns++
 				for _, p := range m["grp"] {
 					if o, ok := owner[p]; ok && o != name {
 						overlap = append(overlap, fmt.Sprintf("partition %d given to %s while %s holds it", p, name, o))
@@ -417,6 +419,11 @@ func TestKafkaConsumerGroupSharesAndSurvivesCoordinatorLoss(t *testing.T) {
 	require.GreaterOrEqual(t, coord, 0)
 	require.NoError(t, a.CommitUncommittedOffsets(context.Background()))
 	require.NoError(t, b.CommitUncommittedOffsets(context.Background()))
+	before, err := native.DescribeGroup(context.Background(), "billing")
+	require.NoError(t, err)
+	mu.Lock()
+	assignsBefore := assigns
+	mu.Unlock()
 	c.stop(coord)
 	produce(200, 100)
 	require.Eventually(t, func() bool {
@@ -426,10 +433,16 @@ func TestKafkaConsumerGroupSharesAndSurvivesCoordinatorLoss(t *testing.T) {
 	}, 60*time.Second, 50*time.Millisecond, "records after the coordinator loss were not consumed")
 	require.NoError(t, a.CommitUncommittedOffsets(context.Background()))
 	require.NoError(t, b.CommitUncommittedOffsets(context.Background()))
+	// The new coordinator continued the stored generation: no rebalance.
+	after, err := native.DescribeGroup(context.Background(), "billing")
+	require.NoError(t, err)
+	assert.Equal(t, before.Generation, after.Generation, "the group rebalanced after the coordinator failover")
+	assert.Len(t, after.Members, 2)
 	close(stop)
 	wg.Wait()
 	mu.Lock()
 	assert.Empty(t, overlap)
+	assert.Equal(t, assignsBefore, assigns, "members were given partitions again after the coordinator failover")
 	mu.Unlock()
 
 	// The committed offsets survive: every partition is committed at its end.
