@@ -50,7 +50,10 @@ func newMetrics(n *Node) *metrics {
 	beatRequests := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_raft_heartbeat_requests_total", Help: "Requests that carried those heartbeats, coalesced per destination node.",
 	}, func() float64 { return float64(n.heartbeats.sentRequests.Load()) })
-	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges, m.diskFull, beats, beatRequests,
+	hurried := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_raft_elections_hurried_total", Help: "Raft groups whose election this node started early because their leader's process was gone (its port refused connections).",
+	}, func() float64 { return float64(n.hurried.Load()) })
+	m.registry.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.leaderChanges, m.diskFull, beats, beatRequests, hurried,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&raftCollector{n: n})
 	return m

@@ -55,6 +55,8 @@ type Node struct {
 	// opsBarrierTerm is the metadata term whose barrier the operation
 	// handlers (move.go) committed.
 	opsBarrierTerm atomic.Uint64
+	// hurried counts Raft groups whose election liveness.go hurried.
+	hurried atomic.Uint64
 	ctx            context.Context
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup
@@ -149,6 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goLoop("reconcile", n.reconcileLoop)
 	n.goLoop("leaders", n.leaderReportLoop)
 	n.goLoop("retention", n.retentionLoop)
+	n.goLoop("liveness", n.livenessLoop)
 	if err := n.startAgent(ctx); err != nil {
 		n.closeQuietly()
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,6 +23,10 @@ type raftGroup struct {
 	store  *walLog               // the Raft log (logstore.go)
 	stable *raftboltdb.BoltStore // term and vote
 	trans  *groupTransport
+	// reload is the group's own reloadable config; hurrying is set while
+	// liveness.go has shortened its timers.
+	reload   raft.ReloadableConfig
+	hurrying atomic.Bool
 }
 
 type raftGroupOptions struct {
@@ -122,7 +127,7 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 		closeStores()
 		return nil, fmt.Errorf("start raft group %s: %w", o.name, err)
 	}
-	return &raftGroup{name: o.name, raft: r, store: store, stable: stable, trans: trans}, nil
+	return &raftGroup{name: o.name, raft: r, store: store, stable: stable, trans: trans, reload: reloadableConfig(rc)}, nil
 }
 
 // raftIOTimeout is the transport's deadline for one Raft message (dial,

@@ -111,6 +111,8 @@ func (n *Node) dispatch(ctx context.Context, method transport.Method, body []byt
 			return &raftRPCResponse{Err: "unknown raft group " + req.Group}, nil
 		}
 		return t.serve(ctx, &req), nil
+	case transport.MethodPing:
+		return transport.Empty{}, nil
 	case transport.MethodReadFrames:
 		var req transport.ReadFramesRequest
 		if err := decode(body, &req); err != nil {

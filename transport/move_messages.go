@@ -138,6 +138,8 @@ func moveMethodName(m Method) (string, bool) {
 		return "read_frames", true
 	case MethodRaft:
 		return "raft", true
+	case MethodPing:
+		return "ping", true
 	}
 	return "", false
 }

@@ -33,3 +33,8 @@ type ReadFramesRequest struct {
 type ReadFramesResponse struct {
 	Frames [][]byte `msgpack:"frames"`
 }
+
+// MethodPing is node-to-node: an empty request answered with Empty. Nodes
+// ping each other often to learn at once when a peer's process is gone
+// (node/liveness.go).
+const MethodPing Method = 21
