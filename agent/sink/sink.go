@@ -1,8 +1,9 @@
-// Package sink holds the agent's sinks: sluice (and Flume's KafkaSink
-// class name mapped onto it), logger, null, file_roll and http. Every sink
-// takes up to a batch from its channel in one transaction, delivers it and
-// commits only after the destination acknowledged it; on failure it rolls
-// back so the events stay in the channel, in order.
+// Package sink holds the agent's sinks: sluice (which is also Flume's
+// KafkaSink, writing over the Kafka protocol), logger, null, file_roll
+// and http. Every sink takes up to a batch from its channel in one
+// transaction, delivers it and commits only after the destination
+// acknowledged it; on failure it rolls back so the events stay in the
+// channel, in order.
 package sink
 
 import (
@@ -19,12 +20,15 @@ import (
 // in-process writer: sluice sinks without addresses of their own use it.
 func Builders(local Writer) map[string]flow.SinkBuilder {
 	sluice := func(name string, p *flow.Props, ch flow.Channel, d flow.Deps) (flow.Sink, error) {
-		return NewSluice(name, p, ch, d, local)
+		return newSluice(name, p, ch, d, local, false)
+	}
+	kafkaSink := func(name string, p *flow.Props, ch flow.Channel, d flow.Deps) (flow.Sink, error) {
+		return newSluice(name, p, ch, d, local, true)
 	}
 	return map[string]flow.SinkBuilder{
 		"sluice":                                sluice,
 		"kafka":                                 sluice,
-		"org.apache.flume.sink.kafka.kafkasink": sluice,
+		KafkaSinkClass:                          kafkaSink,
 		"null":                                  NewNull,
 		"org.apache.flume.sink.nullsink":        NewNull,
 		"logger":                                NewLogger,

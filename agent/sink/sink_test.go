@@ -116,14 +116,43 @@ func TestSluiceSinkBadPartitionHeaderRollsBack(t *testing.T) {
 
 func TestKafkaSinkPropertiesAndBadAcks(t *testing.T) {
 	ch := memChan(t)
-	s, err := Builders(nil)["org.apache.flume.sink.kafka.kafkasink"]("k1", flow.NewProps("a1.sinks.k1", map[string]string{
+	build := func(typ string, props map[string]string) (flow.Sink, error) {
+		return Builders(nil)[typ]("k1", flow.NewProps("a1.sinks.k1", props), ch, flow.Deps{Servers: []string{"127.0.0.1:1"}})
+	}
+	// Flume's KafkaSink, unchanged: the Kafka protocol, whatever the
+	// producer properties (unknown ones are ignored).
+	s, err := build(KafkaSinkClass, map[string]string{
 		"kafka.bootstrap.servers": "127.0.0.1:1", "kafka.topic": "t", "flumeBatchSize": "7", "kafka.producer.acks": "1",
-	}), ch, flow.Deps{})
+		"kafka.producer.compression.type": "lz4", "kafka.producer.client.id": "flume", "kafka.producer.linger.ms": "5",
+		"kafka.producer.max.in.flight.requests.per.connection": "1", "kafka.producer.security.protocol": "PLAINTEXT",
+	})
 	require.NoError(t, err)
 	ss := s.(*Sluice)
 	require.Equal(t, "t", ss.topic)
 	require.Equal(t, 7, ss.batch)
+	require.IsType(t, &KafkaWriter{}, ss.w)
 	require.NoError(t, s.Stop(context.Background()))
+	// kafka.bootstrap.servers on a plain sluice sink means Kafka too.
+	s, err = build("sluice", map[string]string{"kafka.bootstrap.servers": "127.0.0.1:1"})
+	require.NoError(t, err)
+	require.IsType(t, &KafkaWriter{}, s.(*Sluice).w)
+	require.NoError(t, s.Stop(context.Background()))
+	// servers, or nothing, is the native RPC client, as before.
+	for _, props := range []map[string]string{{"servers": "127.0.0.1:1"}, {}} {
+		s, err = build("sluice", props)
+		require.NoError(t, err)
+		require.IsType(t, ClientWriter{}, s.(*Sluice).w)
+		require.NoError(t, s.Stop(context.Background()))
+	}
+
+	_, err = build(KafkaSinkClass, map[string]string{"kafka.topic": "t"})
+	require.ErrorContains(t, err, "a1.sinks.k1.kafka.bootstrap.servers: required property is missing")
+	_, err = build(KafkaSinkClass, map[string]string{"kafka.bootstrap.servers": "127.0.0.1:1", "servers": "127.0.0.1:2"})
+	require.ErrorContains(t, err, "both set")
+	_, err = build(KafkaSinkClass, map[string]string{"kafka.bootstrap.servers": "127.0.0.1:1", "kafka.producer.compression.type": "brotli"})
+	require.ErrorContains(t, err, "a1.sinks.k1.kafka.producer.compression.type")
+	_, err = build(KafkaSinkClass, map[string]string{"kafka.bootstrap.servers": "127.0.0.1:1", "kafka.producer.security.protocol": "SASL_SSL"})
+	require.ErrorContains(t, err, "a1.sinks.k1.kafka.producer.security.protocol")
 	_, err = NewSluice("k1", flow.NewProps("a1.sinks.k1", map[string]string{"acks": "most"}), ch, flow.Deps{}, &fakeWriter{})
 	require.ErrorContains(t, err, "a1.sinks.k1.acks")
 }

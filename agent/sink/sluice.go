@@ -44,12 +44,13 @@ func (w ClientWriter) Write(ctx context.Context, topic string, partition int32, 
 }
 
 // Sluice writes events into a topic: headers become record headers, the
-// body the value, the key header the key. It is also what Flume's
-// org.apache.flume.sink.kafka.KafkaSink resolves to.
+// body the value, the key header the key. Flume's
+// org.apache.flume.sink.kafka.KafkaSink is this sink writing over the
+// Kafka protocol.
 type Sluice struct {
 	base
 	w                  Writer
-	owned              *client.Client // closed on Stop
+	closeWriter        func() error // the writer this sink owns; nil when shared
 	topic              string
 	allowTopicOverride bool
 	topicHeader        string
@@ -63,16 +64,37 @@ type Sluice struct {
 	parts map[string]int
 }
 
+// KafkaSinkClass is Flume's Kafka sink class name (lower case, as
+// Builders keys it).
+const KafkaSinkClass = "org.apache.flume.sink.kafka.kafkasink"
+
 // NewSluice builds the sluice sink. Properties (Kafka sink names in
 // parentheses are accepted too): topic (kafka.topic; default
-// default-flume-topic), servers (kafka.bootstrap.servers; comma list of
-// Sluice RPC addresses; default: the agent's --server, or in-process in a
-// node), batchSize (flumeBatchSize; 100), keyHeader (key), topicHeader
-// (topic), allowTopicOverride (true), partitionIdHeader, defaultPartitionId,
-// acks (kafka.producer.acks; Sluice always waits for a quorum),
-// requestTimeout (ms, 30000: how long one batch retries before rolling
-// back).
+// default-flume-topic), batchSize (flumeBatchSize; 100), keyHeader (key),
+// topicHeader (topic), allowTopicOverride (true), partitionIdHeader,
+// defaultPartitionId, acks (kafka.producer.acks; Sluice always waits for a
+// quorum), requestTimeout (ms, 30000: how long one batch retries before
+// rolling back).
+//
+// Where it writes:
+//   - kafka.bootstrap.servers set: over the Kafka protocol to those
+//     addresses (the nodes' Kafka listeners, 9092.. with
+//     scripts/cluster.sh), so an unchanged Flume KafkaSink configuration
+//     works. kafka.producer.compression.type, client.id, linger.ms and
+//     security.protocol (PLAINTEXT, SSL) are honoured; other
+//     kafka.producer.* properties are logged and ignored.
+//   - servers set: Sluice's native RPC to those addresses (7071..).
+//   - neither: the agent's --server over RPC, or in-process in a node.
+//
+// Setting both is an error, and so is Flume's class name with neither:
+// Flume requires kafka.bootstrap.servers too, and type = sluice is the
+// way to write to the agent's own cluster.
 func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local Writer) (flow.Sink, error) {
+	return newSluice(name, p, ch, d, local, false)
+}
+
+// newSluice is NewSluice; kafkaClass says the type was Flume's KafkaSink.
+func newSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local Writer, kafkaClass bool) (flow.Sink, error) {
 	n, err := batchSize(p, 100, "batchSize", "flumeBatchSize", "kafka.flumeBatchSize")
 	if err != nil {
 		return nil, err
@@ -91,7 +113,7 @@ func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local W
 	switch acks := first(p, "-1", "acks", "kafka.producer.acks"); acks {
 	case "-1", "all", "1", "0":
 		if acks != "-1" && acks != "all" {
-			s.log.Info("acks below a quorum requested; Sluice acknowledges only quorum-committed writes", "acks", acks)
+			s.log.Info("acks below a quorum requested; upgraded to all: Sluice acknowledges only quorum-committed writes", "acks", acks)
 		}
 	default:
 		return nil, fmt.Errorf("%s.acks: %q is not -1, all, 1 or 0", p.Prefix, acks)
@@ -102,8 +124,23 @@ func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local W
 	if s.timeout <= 0 {
 		return nil, fmt.Errorf("%s.requestTimeout: must be positive", p.Prefix)
 	}
-	servers := splitList(first(p, "", "servers", "kafka.bootstrap.servers"))
+	kafkaServers := splitList(first(p, "", "kafka.bootstrap.servers"))
+	servers := splitList(first(p, "", "servers"))
 	switch {
+	case len(kafkaServers) > 0 && len(servers) > 0:
+		return nil, fmt.Errorf("%s: servers (Sluice RPC) and kafka.bootstrap.servers (Kafka protocol) are both set; keep one", p.Prefix)
+	case len(kafkaServers) > 0:
+		opts, err := kafkaOptions(p, d, s.log)
+		if err != nil {
+			return nil, err
+		}
+		w, err := NewKafkaWriter(kafkaServers, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%s.kafka.bootstrap.servers: %w", p.Prefix, err)
+		}
+		s.w, s.closeWriter = w, func() error { w.Close(); return nil }
+	case kafkaClass && len(servers) == 0:
+		return nil, fmt.Errorf("%s.kafka.bootstrap.servers: required property is missing (the Kafka listener addresses; type = sluice writes to the agent's cluster)", p.Prefix)
 	case len(servers) > 0 || local == nil:
 		if len(servers) == 0 {
 			servers = d.Servers
@@ -112,7 +149,7 @@ func NewSluice(name string, p *flow.Props, ch flow.Channel, d flow.Deps, local W
 		if err != nil {
 			return nil, fmt.Errorf("%s.servers: %w", p.Prefix, err)
 		}
-		s.w, s.owned = ClientWriter{c}, c
+		s.w, s.closeWriter = ClientWriter{c}, c.Close
 	default:
 		s.w = local
 	}
@@ -136,8 +173,8 @@ func (s *Sluice) Start(context.Context) error { s.counters.MarkStart(); return n
 
 func (s *Sluice) Stop(context.Context) error {
 	s.counters.MarkStop()
-	if s.owned != nil {
-		return s.owned.Close()
+	if s.closeWriter != nil {
+		return s.closeWriter()
 	}
 	return nil
 }

@@ -31,7 +31,8 @@ func newAgentCmd() *cobra.Command {
 		Annotations: longRunning,
 		Short:       "Run a Flume-style agent from a properties file (like flume-ng agent -n a1 -f FILE)",
 		Long: `Run the agent NAME of the Flume properties file FILE. Sluice sinks write to
-the cluster given by --server (or by their own servers / kafka.bootstrap.servers).
+the cluster given by --server, or to their own servers (RPC) or
+kafka.bootstrap.servers (the nodes' Kafka listeners, as Flume's KafkaSink).
 SIGHUP or a change of the file (checked every --poll-interval) reloads the
 configuration; SIGTERM drains in-flight transactions and stops.`,
 		Args: cobra.NoArgs,
