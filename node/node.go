@@ -57,9 +57,9 @@ type Node struct {
 	opsBarrierTerm atomic.Uint64
 	// hurried counts Raft groups whose election liveness.go hurried.
 	hurried atomic.Uint64
-	ctx            context.Context
-	cancel         context.CancelFunc
-	wg             sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	agentState // the colocated agent (node/agent.go)
 }
