@@ -50,7 +50,7 @@ func openLogStore(dir string, stable *raftboltdb.BoltStore, noSync bool, logger 
 		meta.Close()
 		return nil, fmt.Errorf("open raft log %s: %w", walDir, err)
 	}
-	l := &walLog{WAL: w, meta: meta}
+	l := &walLog{WAL: w, meta: meta, logger: logger}
 	if err := migrateBoltLog(stable, l); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("move raft log from raft.db to %s: %w", walDir, err)
@@ -63,7 +63,10 @@ func openLogStore(dir string, stable *raftboltdb.BoltStore, noSync bool, logger 
 // block the next open of the same replica in this process).
 type walLog struct {
 	*wal.WAL
-	meta *metadb.BoltMetaDB
+	meta   *metadb.BoltMetaDB
+	logger hclog.Logger
+	// damaged counts reads of damaged entries (logcheck.go).
+	damaged atomic.Uint64
 }
 
 func (l *walLog) Close() error {

@@ -57,9 +57,11 @@ type Node struct {
 	opsBarrierTerm atomic.Uint64
 	// hurried counts Raft groups whose election liveness.go hurried.
 	hurried atomic.Uint64
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// damagedLogs counts Raft logs found damaged at start (logcheck.go).
+	damagedLogs atomic.Uint64
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	agentState // the colocated agent (node/agent.go)
 }

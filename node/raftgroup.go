@@ -121,13 +121,24 @@ func (n *Node) openRaftGroup(o raftGroupOptions) (*raftGroup, error) {
 			logs = monotonicLog{logs}
 		}
 	}
+	recoverTo, err := n.checkRaftLog(o.name, o.dir, store, snaps)
+	if err != nil {
+		trans.Close()
+		closeStores()
+		return nil, err
+	}
+	trans.abstain.Store(recoverTo > 0)
 	r, err := raft.NewRaft(rc, o.fsm, logs, stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		closeStores()
 		return nil, fmt.Errorf("start raft group %s: %w", o.name, err)
 	}
-	return &raftGroup{name: o.name, raft: r, store: store, stable: stable, trans: trans, reload: reloadableConfig(rc)}, nil
+	rg := &raftGroup{name: o.name, raft: r, store: store, stable: stable, trans: trans, reload: reloadableConfig(rc)}
+	if recoverTo > 0 {
+		go n.watchRecovery(rg, o.dir, recoverTo)
+	}
+	return rg, nil
 }
 
 // raftIOTimeout is the transport's deadline for one Raft message (dial,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -43,7 +44,15 @@ type groupTransport struct {
 	// drops RPCs without answering them.
 	stopped  chan struct{}
 	stopOnce sync.Once
+	// abstain is set while the group recovers a damaged log
+	// (logcheck.go): it neither asks for votes nor grants them.
+	abstain atomic.Bool
 }
+
+// errAbstains answers election RPCs while the group recovers a damaged
+// log: its own log may lack entries it acknowledged, so its vote could
+// elect a leader without them.
+var errAbstains = errors.New("replica is recovering a damaged raft log: it takes no part in elections")
 
 // raftCaller sends one Raft RPC envelope to a node's RPC address.
 type raftCaller func(ctx context.Context, addr string, req *raftRPC, resp *raftRPCResponse) error
@@ -148,6 +157,9 @@ func (t *groupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddres
 }
 
 func (t *groupTransport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.abstain.Load() {
+		return errAbstains
+	}
 	var r raftRPCResponse
 	if err := t.rpc(target, &raftRPC{Vote: args}, &r); err != nil {
 		return err
@@ -160,6 +172,9 @@ func (t *groupTransport) RequestVote(_ raft.ServerID, target raft.ServerAddress,
 }
 
 func (t *groupTransport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.abstain.Load() {
+		return errAbstains
+	}
 	var r raftRPCResponse
 	if err := t.rpc(target, &raftRPC{PreVote: args}, &r); err != nil {
 		return err
@@ -228,6 +243,9 @@ func (t *groupTransport) serve(ctx context.Context, req *raftRPC) *raftRPCRespon
 		cmd = req.TimeoutNow
 	default:
 		return &raftRPCResponse{Err: "empty raft rpc"}
+	}
+	if req.Append == nil && t.abstain.Load() {
+		return &raftRPCResponse{Err: errAbstains.Error()}
 	}
 	ch := make(chan raft.RPCResponse, 1)
 	select {
