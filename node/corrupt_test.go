@@ -25,15 +25,7 @@ func TestCorruptSealedSegmentIsRebuilt(t *testing.T) {
 		cfg.SegmentBytes = 8 << 10
 	})
 	cl := c.client()
-	c.createTopic(cl, "c", 1, 3)
-	acked := produceConcurrently(t, cl, "c", 0, "v", 400, 4, nil)
-	leader := c.leaderIndex("c", 0)
-	down := (leader + 1) % 3
-	id := c.cfgs[down].ID
-	leaderRecs := readAll(t, cl, "", "c", 0)
-	checkLog(t, leaderRecs, acked)
-	require.Eventually(t, func() bool { return replicaLen(cl, id, "c", 0) == len(leaderRecs) },
-		30*time.Second, 100*time.Millisecond, "replica did not catch up before the test")
+	_, leaderRecs, down, id := caughtUpFollower(t, c, cl, "c", "v")
 	// Let a snapshot cover the data, so the rebuild needs more than the log.
 	require.Eventually(t, func() bool {
 		snaps, _ := filepath.Glob(filepath.Join(c.cfgs[down].DataDir, "partitions", "*", "snapshots", "*", "meta.json"))
@@ -56,6 +48,22 @@ func TestCorruptSealedSegmentIsRebuilt(t *testing.T) {
 		requireSamePrefix(t, leaderRecs, recs)
 		return len(recs) == len(leaderRecs)
 	}, 60*time.Second, 200*time.Millisecond, "damaged replica was not rebuilt")
+}
+
+// caughtUpFollower creates a one-partition topic, produces 400 records
+// with prefix and waits until a follower holds them all. It returns what
+// was acknowledged, the leader's records and the follower's index and id.
+func caughtUpFollower(t *testing.T, c *testCluster, cl *client.Client, topic, prefix string) (acked map[int64]string, leaderRecs []client.Record, down int, id string) {
+	t.Helper()
+	c.createTopic(cl, topic, 1, 3)
+	acked = produceConcurrently(t, cl, topic, 0, prefix, 400, 4, nil)
+	down = (c.leaderIndex(topic, 0) + 1) % 3
+	id = c.cfgs[down].ID
+	leaderRecs = readAll(t, cl, "", topic, 0)
+	checkLog(t, leaderRecs, acked)
+	require.Eventually(t, func() bool { return replicaLen(cl, id, topic, 0) == len(leaderRecs) },
+		30*time.Second, 100*time.Millisecond, "replica did not catch up before the test")
+	return acked, leaderRecs, down, id
 }
 
 // A log that fails to open as corrupt is moved aside and replaced by an

@@ -45,15 +45,7 @@ func TestDamagedRaftLogIsRecoveredFromLeader(t *testing.T) {
 		cfg.SnapshotInterval = time.Hour
 	})
 	cl := c.client()
-	c.createTopic(cl, "rl", 1, 3)
-	acked := produceConcurrently(t, cl, "rl", 0, "damage-me", 400, 4, nil)
-	leader := c.leaderIndex("rl", 0)
-	down := (leader + 1) % 3
-	id := c.cfgs[down].ID
-	leaderRecs := readAll(t, cl, "", "rl", 0)
-	checkLog(t, leaderRecs, acked)
-	require.Eventually(t, func() bool { return replicaLen(cl, id, "rl", 0) == len(leaderRecs) },
-		30*time.Second, 100*time.Millisecond, "replica did not catch up before the test")
+	acked, _, down, id := caughtUpFollower(t, c, cl, "rl", "damage-me")
 	c.stop(down)
 
 	// Flip a byte of a record value in the middle of the replica's WAL.
